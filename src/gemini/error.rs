@@ -1,0 +1,196 @@
+//! Errors from the API, typed where the caller branches on the kind (retry, auth, invalid request).
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::render::sanitize;
+
+/// Why a request did not produce a response we can use.
+#[derive(Debug, thiserror::Error)]
+pub enum GeminiError {
+    /// The server answered with an error status.
+    #[error("{0}")]
+    Api(ApiError),
+    /// The request never got a complete answer (connection refused, reset, timed out).
+    #[error("could not reach {host}: {reason}")]
+    Transport { host: String, reason: String },
+    /// A 2xx whose body is not a Gemini response.
+    #[error("the server's answer is not a Gemini response: {0}")]
+    Malformed(String),
+}
+
+/// An HTTP error answer, from Google's shape `{"error": {code, message, status, details}}`, Vertex's one-element
+/// array of it, or a gateway's OpenAI-style `{"error": {message, type, code}}`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiError {
+    pub http_status: u16,
+    /// `RESOURCE_EXHAUSTED`, `INVALID_ARGUMENT`, ... or a gateway's own code.
+    pub status: Option<String>,
+    pub message: String,
+    /// From a `google.rpc.ErrorInfo` detail (`API_KEY_INVALID`, ...).
+    pub reason: Option<String>,
+    /// From a `google.rpc.RetryInfo` detail.
+    pub retry_delay: Option<Duration>,
+    /// A `google.rpc.QuotaFailure` detail was present (a per-minute quota, worth waiting for).
+    pub quota_failure: bool,
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.http_status)?;
+        if let Some(status) = &self.status {
+            write!(f, " {status}")?;
+        }
+        if let Some(reason) = &self.reason {
+            write!(f, " ({reason})")?;
+        }
+        write!(f, ": {}", self.message)?;
+        if let Some(hint) = self.hint() {
+            write!(f, "\nhint: {hint}")?;
+        }
+        Ok(())
+    }
+}
+
+impl ApiError {
+    /// Parses an error body; a body that is not JSON still yields an error with its (sanitised, shortened) text.
+    pub fn from_body(http_status: u16, body: &[u8]) -> ApiError {
+        let mut error = ApiError {
+            http_status,
+            status: None,
+            message: String::new(),
+            reason: None,
+            retry_delay: None,
+            quota_failure: false,
+        };
+        let parsed: Option<Value> = serde_json::from_slice(body).ok();
+        // Vertex sometimes wraps the error in a one-element array.
+        let inner = parsed.as_ref().map(|v| match v {
+            Value::Array(items) => items.first().unwrap_or(v),
+            _ => v,
+        });
+        match inner.and_then(|v| v.get("error")) {
+            Some(Value::Object(e)) => {
+                error.message = e.get("message").and_then(Value::as_str).unwrap_or_default().to_string();
+                error.status = e
+                    .get("status")
+                    .and_then(Value::as_str)
+                    .or_else(|| e.get("type").and_then(Value::as_str))
+                    .map(str::to_string);
+                // Gateways put a string in `code`; Google puts the HTTP status number there.
+                if let Some(code) = e.get("code").and_then(Value::as_str)
+                    && error.status.is_none()
+                {
+                    error.status = Some(code.to_string());
+                }
+                for detail in e.get("details").and_then(Value::as_array).into_iter().flatten() {
+                    let kind = detail.get("@type").and_then(Value::as_str).unwrap_or_default();
+                    if kind.ends_with("google.rpc.RetryInfo") {
+                        error.retry_delay = detail.get("retryDelay").and_then(Value::as_str).and_then(parse_duration);
+                    } else if kind.ends_with("google.rpc.QuotaFailure") {
+                        error.quota_failure = true;
+                    } else if kind.ends_with("google.rpc.ErrorInfo") {
+                        error.reason = detail.get("reason").and_then(Value::as_str).map(str::to_string);
+                    }
+                }
+            }
+            Some(Value::String(message)) => error.message = message.clone(),
+            _ => {}
+        }
+        if error.message.is_empty() {
+            let text = String::from_utf8_lossy(body);
+            let text = text.trim();
+            error.message = if text.is_empty() {
+                "(empty body)".to_string()
+            } else {
+                text.chars().take(300).collect()
+            };
+        }
+        error.message = sanitize(&error.message);
+        error
+    }
+
+    /// Worth sending again after a wait: overload, server faults, and per-minute quotas that say when to come back.
+    pub fn is_retryable(&self) -> bool {
+        match self.http_status {
+            429 => self.retry_delay.is_some() || self.quota_failure,
+            500 | 502 | 503 | 504 => true,
+            _ => false,
+        }
+    }
+
+    pub fn is_auth(&self) -> bool {
+        matches!(self.http_status, 401 | 403) || self.reason.as_deref() == Some("API_KEY_INVALID")
+    }
+
+    fn hint(&self) -> Option<&'static str> {
+        if self.is_auth() {
+            Some("check the key in GEMINI_API_KEY (or GOOGLE_API_KEY) and that it may use this model")
+        } else if self.http_status == 429 && !self.is_retryable() {
+            Some("the quota or prepaid credit is used up; waiting will not help")
+        } else if self.http_status == 404 {
+            Some("check the model id (-m); `peel --help` lists the known ones")
+        } else if self.message.contains("thought_signature") {
+            Some("the history sent was not what the model returned; please report this as a peel bug")
+        } else {
+            None
+        }
+    }
+}
+
+/// Google's durations are strings like "34.4s".
+fn parse_duration(text: &str) -> Option<Duration> {
+    let seconds: f64 = text.strip_suffix('s')?.parse().ok()?;
+    (seconds.is_finite() && seconds >= 0.0).then(|| Duration::from_secs_f64(seconds))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture(name: &str) -> Vec<u8> {
+        std::fs::read(format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+    }
+
+    #[test]
+    fn retry_info_and_quota_failure_are_read() {
+        let e = ApiError::from_body(429, &fixture("error-429-retry-info.json"));
+        assert_eq!(e.status.as_deref(), Some("RESOURCE_EXHAUSTED"));
+        assert_eq!(e.retry_delay, Some(Duration::from_millis(34_400)));
+        assert!(e.quota_failure);
+        assert!(e.is_retryable());
+    }
+
+    #[test]
+    fn missing_signature_error_is_not_retryable() {
+        let e = ApiError::from_body(400, &fixture("error-400-missing-image-signature.json"));
+        assert!(!e.is_retryable());
+        assert!(e.message.starts_with("Image part is missing a thought_signature in content position 3"));
+        assert!(e.to_string().starts_with("400 INVALID_ARGUMENT: Image part"));
+    }
+
+    #[test]
+    fn gateway_and_vertex_shapes() {
+        let e = ApiError::from_body(
+            402,
+            br#"{"error":{"message":"insufficient balance","type":"billing","param":null,"code":"insufficient_quota"}}"#,
+        );
+        assert_eq!(e.status.as_deref(), Some("billing"));
+        assert_eq!(e.message, "insufficient balance");
+        let e = ApiError::from_body(503, br#"[{"error":{"code":503,"message":"The model is overloaded","status":"UNAVAILABLE"}}]"#);
+        assert_eq!(e.message, "The model is overloaded");
+        assert!(e.is_retryable());
+        let e = ApiError::from_body(429, br#"{"error":{"code":429,"message":"prepayment credits are depleted","status":"RESOURCE_EXHAUSTED"}}"#);
+        assert!(!e.is_retryable());
+    }
+
+    #[test]
+    fn garbage_bodies_become_readable_errors() {
+        let e = ApiError::from_body(502, b"<html>\x1b[31mBad gateway</html>");
+        assert_eq!(e.http_status, 502);
+        assert!(!e.message.contains('\x1b'));
+        let e = ApiError::from_body(500, b"");
+        assert_eq!(e.message, "(empty body)");
+    }
+}
