@@ -1,0 +1,570 @@
+//! What a line does: a prompt runs a turn, a command changes the session. Shared by the REPL, script mode and
+//! one-shot mode, which differ only in where their lines come from.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use serde_json::json;
+
+use crate::gemini::outcome::{Outcome, classify};
+use crate::gemini::types::UsageMetadata;
+use crate::gemini::{Backend, Content, GenerateContentRequest, models};
+use crate::images::{self, Attachment};
+use crate::render::{self, one_line, thousands};
+use crate::repl::command::{self, Command, Line};
+use crate::session::{Session, Turn};
+use crate::store::{ImageMeta, Store, TurnMeta};
+use crate::ui::Ui;
+
+/// Ctrl-C during a request: nothing was recorded.
+#[derive(Debug, thiserror::Error)]
+#[error("cancelled; nothing was recorded")]
+pub struct Cancelled;
+
+/// The model refused or returned nothing usable; nothing was recorded and the attachments were kept.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Refused(String);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    Continue,
+    Quit,
+}
+
+pub struct App {
+    pub store: Store,
+    pub session: Session,
+    pub ui: Ui,
+    backend: Backend,
+    out_dir: PathBuf,
+    runtime: tokio::runtime::Runtime,
+}
+
+/// An answer image decoded and measured, ready to be written to disk.
+struct AnswerImage {
+    bytes: Vec<u8>,
+    meta: ImageMeta,
+    ext: &'static str,
+}
+
+impl App {
+    pub fn new(store: Store, session: Session, ui: Ui, backend: Backend, out_dir: PathBuf) -> Result<App> {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        Ok(App { store, session, ui, backend, out_dir, runtime })
+    }
+
+    /// Runs one typed line.
+    pub fn handle_line(&mut self, line: &str) -> Result<Flow> {
+        match line.parse::<Line>()? {
+            Line::Empty => Ok(Flow::Continue),
+            Line::Prompt(prompt) => self.prompt(&prompt).map(|()| Flow::Continue),
+            Line::Command(command) => self.command(command),
+        }
+    }
+
+    // ---- a turn ----
+
+    /// Sends the whole history plus this prompt (and the attachments), and records the answer in one transaction.
+    pub fn prompt(&mut self, prompt: &str) -> Result<()> {
+        let generation_config = self.session.settings.generation_config()?;
+        let model = self.session.settings.model.clone();
+        if let Some(info) = models::info(&model) {
+            let references = self.reference_count() + self.session.attachments.len();
+            if references > info.max_reference_images.max(14) {
+                bail!("{model} takes at most 14 images in a request; this one would carry {references}");
+            }
+        }
+        let user = self.session.user_content(prompt);
+        let mut contents = self.store.contents(self.session.head())?;
+        contents.push(user.clone());
+        let request = GenerateContentRequest { contents, generation_config, tools: Vec::new(), system_instruction: None };
+
+        let started = Instant::now();
+        let spinner = self.ui.spinner(&model);
+        let backend = &self.backend;
+        let answer = self.runtime.block_on(async {
+            tokio::select! {
+                response = backend.generate(&model, &request) => Some(response),
+                _ = tokio::signal::ctrl_c() => None,
+            }
+        });
+        if let Some(spinner) = spinner {
+            spinner.finish_and_clear();
+        }
+        let elapsed = started.elapsed();
+        let Some(response) = answer else { return Err(Cancelled.into()) };
+        let response = response.context("the request failed; nothing was recorded")?;
+        let (model_version, response_id) = (response.model_version.clone(), response.response_id.clone());
+
+        let (content, finish_reason, usage) = match classify(response) {
+            Outcome::Answer { content, finish_reason, usage } => (content, finish_reason, usage),
+            Outcome::Refused(refusal) => {
+                let kept = match self.session.attachments.len() {
+                    0 => String::new(),
+                    n => format!("; the {n} attachment(s) are kept for the next try"),
+                };
+                return Err(Refused(format!("{}{kept}", render::sanitize(&refusal.explain()))).into());
+            }
+        };
+        let answer_images = decode_answer_images(&content);
+        let meta = TurnMeta {
+            settings: Some(self.session.settings.clone()),
+            finish_reason,
+            cost_usd: cost(&model, self.session.settings.size.as_deref(), answer_images.len(), usage.as_ref()),
+            usage,
+            elapsed_ms: elapsed.as_millis() as u64,
+            model_version,
+            response_id,
+            images: answer_images.iter().map(|i| i.meta.clone()).collect(),
+        };
+
+        let head = self.session.head();
+        let session_id = self.session.ensure_stored(&self.store, prompt)?.id;
+        let appended = self.store.append_turn(session_id, head, &user, &content, &meta)?;
+        self.session.attachments.clear();
+        match appended.branched_to {
+            Some(branch) => {
+                self.ui.warn(&format!(
+                    "another peel moved session {} while this turn ran; the turn was saved as session {}, now open",
+                    self.session.name(),
+                    branch.name
+                ));
+                self.session = Session::open(branch);
+            }
+            None => {
+                let row = self.session.row.as_mut().expect("ensure_stored just stored the session");
+                row.head_id = Some(appended.model_id);
+            }
+        }
+        self.show_answer(appended.turn, &content, &meta, &answer_images)
+    }
+
+    /// Images already in the history (the user's and the model's), which are sent again.
+    fn reference_count(&self) -> usize {
+        self.session
+            .turns(&self.store)
+            .map(|turns| turns.iter().map(|t| t.user.image_count() + t.model.image_count()).sum())
+            .unwrap_or(0)
+    }
+
+    fn show_answer(&self, turn: i64, content: &Content, meta: &TurnMeta, images: &[AnswerImage]) -> Result<()> {
+        let text = content.answer_text();
+        if !text.trim().is_empty() {
+            self.ui.say(&render::sanitize(text.trim()));
+        }
+        let mut saved = Vec::new();
+        for (index, image) in images.iter().enumerate() {
+            let path = images::output_path(&self.out_dir, self.session.name(), turn, index, image.ext);
+            images::write_atomically(&path, &image.bytes)?;
+            self.ui.preview(&image.bytes);
+            self.announce_path(&path, &image.meta);
+            saved.push(path);
+        }
+        let undecodable = content.answer_images().count() - images.len();
+        if undecodable > 0 {
+            self.ui.warn(&format!("{undecodable} image(s) in the answer are not decodable images; kept in the history"));
+        } else if images.is_empty() {
+            self.ui.warn("no image came back this turn (text only); the answer is kept in the history");
+        }
+        if self.ui.json {
+            let object = json!({
+                "session": self.session.name(),
+                "turn": turn,
+                "images": saved.iter().zip(&meta.images).map(|(path, m)| json!({
+                    "path": path, "mime": m.mime, "width": m.width, "height": m.height, "bytes": m.bytes,
+                })).collect::<Vec<_>>(),
+                "text": render::sanitize(&text),
+                "finish_reason": meta.finish_reason,
+                "usage": meta.usage,
+                "cost": { "usd": meta.cost_usd, "estimated": true },
+                "elapsed_ms": meta.elapsed_ms,
+            });
+            self.ui.result(&object.to_string());
+        }
+        self.ui.note(&footer(meta));
+        Ok(())
+    }
+
+    /// The saved path: on stdout for scripts (unless --json carries it), beside the preview for a person.
+    fn announce_path(&self, path: &Path, meta: &ImageMeta) {
+        let size = format!("{}x{}", meta.width, meta.height);
+        if self.ui.interactive {
+            self.ui.say(&format!("{}  {}", self.ui.bold(&path.display().to_string()), self.ui.dim(&size)));
+        } else {
+            if !self.ui.json {
+                self.ui.result(&path.display().to_string());
+            }
+            self.ui.note(&format!("saved {} ({size})", path.display()));
+        }
+    }
+
+    // ---- commands ----
+
+    pub fn command(&mut self, command: Command) -> Result<Flow> {
+        match command {
+            Command::Attach(paths) if paths.is_empty() => self.list_attachments(),
+            Command::Attach(paths) => self.attach(&paths)?,
+            Command::Detach => {
+                let n = self.session.attachments.len();
+                self.session.attachments.clear();
+                self.ui.note(&format!("dropped {n} attachment(s)"));
+            }
+            Command::Save(name) => self.save(name.as_deref())?,
+            Command::Load(name) => self.load(&name)?,
+            Command::New(name) => {
+                if let Some(name) = &name {
+                    crate::session::validate_name(name)?;
+                    if self.store.session(name)?.is_some() {
+                        bail!("a session named {name:?} already exists; /load {name} opens it");
+                    }
+                }
+                self.session = Session::new(name, self.session.settings.clone());
+                self.ui.note(&format!("new session {}", self.session.name()));
+            }
+            Command::Sessions => self.list_sessions()?,
+            Command::History => self.history()?,
+            Command::Show(turn) => self.show(turn)?,
+            Command::Model(None) => self.list_models(),
+            Command::Model(Some(id)) => self.set_model(&id)?,
+            Command::Aspect(ratio) => {
+                let aspect = match ratio.as_str() {
+                    "auto" => None,
+                    other => Some(models::normalize_ratio(other)?),
+                };
+                self.change_settings(|s| s.aspect = aspect)?;
+            }
+            Command::Size(size) => {
+                let size = match size.to_ascii_lowercase().as_str() {
+                    "auto" | "default" => None,
+                    other => Some(models::normalize_size(other)?),
+                };
+                self.change_settings(|s| s.size = size)?;
+            }
+            Command::Settings => self.ui.say(&self.settings_text()),
+            Command::Help(topic) => self.ui.say(&command::help(topic.as_deref())?),
+            Command::Quit => return Ok(Flow::Quit),
+        }
+        Ok(Flow::Continue)
+    }
+
+    pub fn attach(&mut self, paths: &[PathBuf]) -> Result<()> {
+        // All or nothing: one bad path attaches none, so the person fixes the line and sends it again.
+        let read = paths.iter().map(|p| Attachment::read(p)).collect::<Result<Vec<_>>>()?;
+        for attachment in read {
+            self.ui.note(&format!("attached {}", attachment.describe()));
+            self.session.attachments.push(attachment);
+        }
+        Ok(())
+    }
+
+    fn list_attachments(&self) {
+        if self.session.attachments.is_empty() {
+            self.ui.say("no attachments; /attach PATH... adds images to the next prompt");
+        }
+        for attachment in &self.session.attachments {
+            self.ui.say(&attachment.describe());
+        }
+    }
+
+    fn save(&mut self, name: Option<&str>) -> Result<()> {
+        let old = self.session.row.as_ref().map(|r| r.name.clone());
+        match name {
+            Some(name) => self.session.rename(&self.store, name)?,
+            None if self.session.row.is_some() => {}
+            None => {
+                let base = self.session.wanted_name.clone().unwrap_or_else(|| "session".into());
+                let name = self.store.free_name(&base)?;
+                self.session.rename(&self.store, &name)?;
+            }
+        }
+        // Keep the images with the session: move its image folder along when it is renamed.
+        if let Some(old) = old.filter(|old| old != self.session.name()) {
+            let from = images::output_path(&self.out_dir, &old, 1, 0, "x");
+            let to = images::output_path(&self.out_dir, self.session.name(), 1, 0, "x");
+            if let (Some(from), Some(to)) = (from.parent(), to.parent())
+                && from.is_dir()
+                && !to.exists()
+                && let Err(e) = std::fs::rename(from, to)
+            {
+                self.ui.warn(&format!("the images stay in {}: {e}", from.display()));
+            }
+        }
+        self.ui.note(&format!("session saved as {}", self.session.name()));
+        Ok(())
+    }
+
+    pub fn load(&mut self, name: &str) -> Result<()> {
+        let Some(row) = self.store.session(name)? else {
+            bail!("no session named {name:?}; /sessions lists them");
+        };
+        self.store.touch(row.id)?;
+        if !self.session.attachments.is_empty() {
+            self.ui.note("the attachments were dropped with the old session");
+        }
+        self.session = Session::open(row);
+        self.describe_session()
+    }
+
+    /// "session fox: 3 turns, last image peel-out/fox/3.jpg".
+    pub fn describe_session(&self) -> Result<()> {
+        let turns = self.session.turns(&self.store)?;
+        let mut text = format!(
+            "session {}: {} turn{}, {}",
+            self.session.name(),
+            turns.len(),
+            if turns.len() == 1 { "" } else { "s" },
+            self.session.settings.model
+        );
+        if let Some(last) = turns.iter().rev().find(|t| t.model.image_count() > 0) {
+            let files = self.turn_files(last)?;
+            if let Some((path, _)) = files.first() {
+                text.push_str(&format!(", last image {}", path.display()));
+            }
+        }
+        self.ui.say(&text);
+        Ok(())
+    }
+
+    /// A turn's answer images on disk (written again from the database if they were moved or deleted).
+    fn turn_files(&self, turn: &Turn) -> Result<Vec<(PathBuf, Vec<u8>)>> {
+        let parts = self.store.parts(&turn.model)?;
+        let content = Content { role: Some("model".into()), parts, extra: Default::default() };
+        let mut files = Vec::new();
+        for (index, image) in decode_answer_images(&content).into_iter().enumerate() {
+            let path = images::output_path(&self.out_dir, self.session.name(), turn.number, index, image.ext);
+            if !path.exists() {
+                images::write_atomically(&path, &image.bytes)?;
+            }
+            files.push((path, image.bytes));
+        }
+        Ok(files)
+    }
+
+    fn show(&self, number: Option<i64>) -> Result<()> {
+        let turns = self.session.turns(&self.store)?;
+        let turn = match number {
+            Some(n) => turns.iter().find(|t| t.number == n).with_context(|| {
+                format!("this session has no turn {n} (it has {}); /history lists them", turns.len())
+            })?,
+            None => turns.iter().rev().find(|t| t.model.image_count() > 0).context("this session has no image yet")?,
+        };
+        let files = self.turn_files(turn)?;
+        if files.is_empty() {
+            self.ui.say(&format!("turn {} has no image: {}", turn.number, one_line(&turn.model.visible_text(), 70)));
+        }
+        for ((path, bytes), meta) in files.iter().zip(&turn.model.meta.images) {
+            self.ui.preview(bytes);
+            self.announce_path(path, meta);
+        }
+        Ok(())
+    }
+
+    fn history(&self) -> Result<()> {
+        let turns = self.session.turns(&self.store)?;
+        if turns.is_empty() {
+            self.ui.say(&format!("session {} has no turns yet", self.session.name()));
+            return Ok(());
+        }
+        let rows: Vec<Vec<String>> = turns
+            .iter()
+            .map(|t| {
+                let meta = &t.model.meta;
+                let ext = meta.images.first().and_then(|i| images::ext_for_mime(&i.mime)).unwrap_or("");
+                let image = match meta.images.first() {
+                    Some(i) => format!(
+                        "{} {}x{}",
+                        images::output_path(&self.out_dir, self.session.name(), t.number, 0, ext).display(),
+                        i.width,
+                        i.height
+                    ),
+                    None => "(text only)".into(),
+                };
+                let attached = match t.user.image_count() {
+                    0 => String::new(),
+                    n => format!(" [+{n} image{}]", if n == 1 { "" } else { "s" }),
+                };
+                vec![
+                    t.number.to_string(),
+                    format!("{}{attached}", one_line(&t.user.visible_text(), 40)),
+                    image,
+                    meta.usage.as_ref().and_then(|u| u.total_token_count).map_or("-".into(), thousands),
+                    format!("${:.3}", meta.cost_usd),
+                ]
+            })
+            .collect();
+        let total: f64 = turns.iter().map(|t| t.model.meta.cost_usd).sum();
+        let mut text = render::table(&["turn", "prompt", "image", "tokens", "cost"], &rows);
+        text.push_str(&format!("{} turns, ${total:.3} estimated", turns.len()));
+        self.ui.say(&text);
+        Ok(())
+    }
+
+    pub fn list_sessions(&self) -> Result<()> {
+        let sessions = self.store.list_sessions()?;
+        if sessions.is_empty() {
+            self.ui.say("no sessions yet");
+            return Ok(());
+        }
+        let current = self.session.row.as_ref().map(|r| r.id);
+        let rows: Vec<Vec<String>> = sessions
+            .iter()
+            .map(|s| {
+                let marker = if Some(s.session.id) == current { "*" } else { " " };
+                vec![
+                    format!("{marker}{}", s.session.name),
+                    s.turns.to_string(),
+                    render::timestamp(s.session.updated_at),
+                    s.session.settings.model.clone(),
+                    s.session.origin_session.clone().unwrap_or_default(),
+                    s.last_prompt.as_deref().map_or(String::new(), |p| one_line(p, 40)),
+                ]
+            })
+            .collect();
+        let text = render::table(&[" name", "turns", "updated", "model", "from", "last prompt"], &rows);
+        self.ui.say(text.trim_end());
+        Ok(())
+    }
+
+    fn list_models(&self) {
+        let mut text = String::new();
+        for m in models::MODELS {
+            let marker = if m.id == self.session.settings.model { "*" } else { " " };
+            let sizes = if m.sizes.is_empty() { "no size choice".to_string() } else { m.sizes.join(" ") };
+            text.push_str(&format!("{marker}{:<24} {:<16} {sizes}\n", m.id, m.alias));
+        }
+        text.push_str("/model ID switches; ids peel does not know are sent as given");
+        self.ui.say(&text);
+    }
+
+    fn set_model(&mut self, id: &str) -> Result<()> {
+        let (id, notice) = models::resolve(id);
+        if let Some(notice) = notice {
+            self.ui.note(&notice);
+        }
+        if models::info(&id).is_none() {
+            self.ui.warn(&format!("{id} is not in peel's model table: it is sent as given, unchecked"));
+        }
+        let previous = self.session.settings.model.clone();
+        self.change_settings(|s| s.model = id.clone())?;
+        if previous != id && self.session.head().is_some() {
+            self.ui.note(&format!("{id} will see the earlier turns, including those {previous} made"));
+        }
+        Ok(())
+    }
+
+    /// Applies a change, refusing one the model will not take (and keeping the old settings then).
+    fn change_settings(&mut self, change: impl FnOnce(&mut crate::settings::Settings)) -> Result<()> {
+        let mut next = self.session.settings.clone();
+        change(&mut next);
+        next.generation_config()?;
+        self.session.settings = next;
+        self.session.save_settings(&self.store)?;
+        self.ui.note(&format!("next turn: {} · {}", self.session.settings.model, self.session.settings.shape()));
+        Ok(())
+    }
+
+    fn settings_text(&self) -> String {
+        let s = &self.session.settings;
+        let attachments = self.session.attachments.len();
+        format!(
+            "session      {}\nmodel        {}\naspect       {}\nsize         {}\nattachments  {attachments}\nimages to    {}",
+            self.session.name(),
+            s.model,
+            s.aspect.as_deref().unwrap_or("auto (the model decides)"),
+            s.size.as_deref().unwrap_or("1K (default)"),
+            self.out_dir.join(self.session.name()).display(),
+        )
+    }
+}
+
+/// The answer's images that decode, typed by their bytes. A value that is not an image (a redacted capture, say) is
+/// left out rather than written as a broken file; the caller says so.
+fn decode_answer_images(content: &Content) -> Vec<AnswerImage> {
+    content
+        .answer_images()
+        .filter_map(|inline| {
+            let bytes = STANDARD.decode(inline.data.as_bytes()).ok()?;
+            let (mime, ext) = images::sniff(&bytes)?;
+            let (width, height) = images::dimensions(&bytes).unwrap_or((0, 0));
+            let meta = ImageMeta { mime: mime.to_string(), width, height, bytes: bytes.len() as u64 };
+            Some(AnswerImage { bytes, meta, ext })
+        })
+        .collect()
+}
+
+/// The estimated price of a turn: its images at the model's per-image price, plus input tokens where the price of
+/// those is known.
+fn cost(model: &str, size: Option<&str>, images: usize, usage: Option<&UsageMetadata>) -> f64 {
+    let Some(info) = models::info(model) else { return 0.0 };
+    let input = match (info.input_price_per_m, usage.and_then(|u| u.prompt_token_count)) {
+        (Some(price), Some(tokens)) => price * tokens as f64 / 1e6,
+        _ => 0.0,
+    };
+    images as f64 * info.image_price(size) + input
+}
+
+/// "gemini-3-pro-image · 16:9 · 1K · 12.3 s · 1,950 tokens (in 600, thinking 230, out 1,120) · ~$0.135".
+fn footer(meta: &TurnMeta) -> String {
+    let mut parts = Vec::new();
+    if let Some(settings) = &meta.settings {
+        parts.push(settings.model.clone());
+        parts.push(settings.shape());
+    }
+    parts.push(format!("{:.1} s", meta.elapsed_ms as f64 / 1000.0));
+    if let Some(usage) = &meta.usage {
+        let mut tokens = usage.total_token_count.map_or("? tokens".into(), |t| format!("{} tokens", thousands(t)));
+        let detail: Vec<String> = [
+            ("in", usage.prompt_token_count),
+            ("thinking", usage.thoughts_token_count),
+            ("out", usage.candidates_token_count),
+        ]
+        .iter()
+        .filter_map(|(label, n)| n.map(|n| format!("{label} {}", thousands(n))))
+        .collect();
+        if !detail.is_empty() {
+            tokens.push_str(&format!(" ({})", detail.join(", ")));
+        }
+        parts.push(tokens);
+    }
+    parts.push(format!("~${:.3}", meta.cost_usd));
+    parts.join(" · ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::settings::Settings;
+
+    #[test]
+    fn footer_reads_well() {
+        let meta = TurnMeta {
+            settings: Some(Settings { aspect: Some("16:9".into()), ..Settings::default() }),
+            usage: Some(UsageMetadata {
+                prompt_token_count: Some(600),
+                candidates_token_count: Some(1120),
+                thoughts_token_count: Some(230),
+                total_token_count: Some(1950),
+                extra: Default::default(),
+            }),
+            elapsed_ms: 12_345,
+            cost_usd: 0.1352,
+            ..TurnMeta::default()
+        };
+        assert_eq!(
+            footer(&meta),
+            "gemini-3-pro-image · 16:9 · 1K · 12.3 s · 1,950 tokens (in 600, thinking 230, out 1,120) · ~$0.135"
+        );
+    }
+
+    #[test]
+    fn cost_counts_images_and_known_input_prices() {
+        let usage = UsageMetadata { prompt_token_count: Some(1_000_000), ..UsageMetadata::default() };
+        assert!((cost("gemini-3-pro-image", Some("4K"), 1, Some(&usage)) - 2.24).abs() < 1e-9);
+        assert!((cost("gemini-2.5-flash-image", None, 2, None) - 0.078).abs() < 1e-9);
+        assert_eq!(cost("unknown-model", None, 1, None), 0.0);
+    }
+}

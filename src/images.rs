@@ -1,0 +1,166 @@
+//! Image files: what a byte string is, how big it is, where a turn's images go on disk.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+
+/// Larger attachments are refused before anything is sent: the Gemini API takes at most 100 MB per request, and
+/// every earlier image is sent again each turn.
+pub const MAX_ATTACHMENT_BYTES: u64 = 30 * 1024 * 1024;
+
+/// The image types the API takes: (mime, extension).
+const TYPES: &[(&str, &str)] = &[
+    ("image/png", "png"),
+    ("image/jpeg", "jpg"),
+    ("image/webp", "webp"),
+    ("image/gif", "gif"),
+    ("image/avif", "avif"),
+    ("image/heic", "heic"),
+    ("image/heif", "heif"),
+];
+
+/// What kind of image a byte string is, by its first bytes: (mime, extension).
+pub fn sniff(bytes: &[u8]) -> Option<(&'static str, &'static str)> {
+    let starts = |magic: &[u8]| bytes.starts_with(magic);
+    let mime = if starts(b"\x89PNG\r\n\x1a\n") {
+        "image/png"
+    } else if starts(b"\xff\xd8\xff") {
+        "image/jpeg"
+    } else if bytes.len() >= 12 && starts(b"RIFF") && &bytes[8..12] == b"WEBP" {
+        "image/webp"
+    } else if starts(b"GIF87a") || starts(b"GIF89a") {
+        "image/gif"
+    } else if bytes.len() >= 12 && &bytes[4..8] == b"ftyp" {
+        match &bytes[8..12] {
+            b"avif" | b"avis" => "image/avif",
+            b"heic" | b"heix" | b"heim" | b"heis" => "image/heic",
+            b"mif1" | b"msf1" | b"hevc" | b"hevx" => "image/heif",
+            _ => return None,
+        }
+    } else {
+        return None;
+    };
+    Some((mime, ext_for_mime(mime)?))
+}
+
+/// The file extension for an image MIME type.
+pub fn ext_for_mime(mime: &str) -> Option<&'static str> {
+    TYPES.iter().find(|(m, _)| *m == mime).map(|(_, ext)| *ext)
+}
+
+/// Pixel size from the header, without decoding the image; `None` for types peel cannot read (HEIC, AVIF).
+pub fn dimensions(bytes: &[u8]) -> Option<(u32, u32)> {
+    image::ImageReader::new(std::io::Cursor::new(bytes)).with_guessed_format().ok()?.into_dimensions().ok()
+}
+
+/// An image the user attached to the next prompt, read and checked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Attachment {
+    pub path: PathBuf,
+    pub mime: &'static str,
+    pub bytes: Vec<u8>,
+    pub dimensions: Option<(u32, u32)>,
+}
+
+impl Attachment {
+    /// Reads and checks a file: it must exist, be readable, not be huge, and be an image by its bytes.
+    pub fn read(path: &Path) -> Result<Attachment> {
+        let meta = std::fs::metadata(path).with_context(|| format!("cannot attach {}", path.display()))?;
+        if meta.is_dir() {
+            bail!("cannot attach {}: it is a directory", path.display());
+        }
+        if meta.len() > MAX_ATTACHMENT_BYTES {
+            bail!(
+                "cannot attach {}: {} is over the {} limit for one image; scale it down first",
+                path.display(),
+                crate::render::bytes(meta.len()),
+                crate::render::bytes(MAX_ATTACHMENT_BYTES)
+            );
+        }
+        let bytes = std::fs::read(path).with_context(|| format!("cannot attach {}", path.display()))?;
+        let Some((mime, _)) = sniff(&bytes) else {
+            bail!("cannot attach {}: not an image (png, jpeg, webp, gif, heic, heif or avif)", path.display());
+        };
+        let dimensions = dimensions(&bytes);
+        if dimensions.is_none() && matches!(mime, "image/png" | "image/jpeg" | "image/webp" | "image/gif") {
+            bail!("cannot attach {}: the {mime} file is damaged or truncated", path.display());
+        }
+        Ok(Attachment { path: path.to_path_buf(), mime, bytes, dimensions })
+    }
+
+    pub fn describe(&self) -> String {
+        let size = self.dimensions.map_or(String::new(), |(w, h)| format!(" {w}x{h}"));
+        format!("{} ({}{size}, {})", self.path.display(), self.mime, crate::render::bytes(self.bytes.len() as u64))
+    }
+}
+
+/// `OUT/<session>/<turn>[-k].<ext>`: the first image of a turn is `<turn>.<ext>`, further ones `<turn>-2.<ext>`, ...
+pub fn output_path(out_dir: &Path, session: &str, turn: i64, index: usize, ext: &str) -> PathBuf {
+    let name = if index == 0 { format!("{turn}.{ext}") } else { format!("{turn}-{}.{ext}", index + 1) };
+    out_dir.join(safe_dir_name(session)).join(name)
+}
+
+/// Session names become directory names: no separators or dot-dot tricks.
+fn safe_dir_name(name: &str) -> String {
+    let cleaned: String =
+        name.chars().map(|c| if c == '/' || c == '\\' || c.is_control() { '_' } else { c }).collect();
+    match cleaned.as_str() {
+        "" | "." | ".." => "_".to_string(),
+        _ => cleaned,
+    }
+}
+
+/// Writes a file whole or not at all (a reader never sees half an image).
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().context("an output path has no directory")?;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let tmp = path.with_extension("part");
+    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn png(w: u32, h: u32) -> Vec<u8> {
+        let mut out = Vec::new();
+        image::RgbImage::new(w, h).write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png).unwrap();
+        out
+    }
+
+    #[test]
+    fn types_come_from_bytes() {
+        assert_eq!(sniff(&png(2, 2)), Some(("image/png", "png")));
+        assert_eq!(sniff(b"\xff\xd8\xff\xe0rest"), Some(("image/jpeg", "jpg")));
+        assert_eq!(sniff(b"RIFF\0\0\0\0WEBPVP8 "), Some(("image/webp", "webp")));
+        assert_eq!(sniff(b"\0\0\0\x18ftypheic"), Some(("image/heic", "heic")));
+        assert_eq!(sniff(b"hello"), None);
+        assert_eq!(dimensions(&png(3, 5)), Some((3, 5)));
+    }
+
+    #[test]
+    fn attachments_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = dir.path().join("a.dat");
+        std::fs::write(&good, png(4, 3)).unwrap();
+        assert_eq!(Attachment::read(&good).unwrap().dimensions, Some((4, 3)));
+        let text = dir.path().join("notes.png");
+        std::fs::write(&text, "not an image").unwrap();
+        assert!(Attachment::read(&text).unwrap_err().to_string().contains("not an image"));
+        let truncated = dir.path().join("t.png");
+        std::fs::write(&truncated, &png(64, 64)[..20]).unwrap();
+        assert!(Attachment::read(&truncated).unwrap_err().to_string().contains("damaged"));
+        assert!(format!("{:#}", Attachment::read(&dir.path().join("missing.png")).unwrap_err()).contains("missing.png"));
+    }
+
+    #[test]
+    fn output_paths() {
+        let out = Path::new("/o");
+        assert_eq!(output_path(out, "fox", 3, 0, "jpg"), Path::new("/o/fox/3.jpg"));
+        assert_eq!(output_path(out, "fox", 3, 1, "png"), Path::new("/o/fox/3-2.png"));
+        assert_eq!(output_path(out, "../x", 1, 0, "jpg"), Path::new("/o/.._x/1.jpg"));
+        assert_eq!(output_path(out, "..", 1, 0, "jpg"), Path::new("/o/_/1.jpg"));
+    }
+}

@@ -1,0 +1,238 @@
+//! Slash commands: one table gives their names, usage and help; `Command::from_str` parses a line against it.
+
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use anyhow::{Result, bail};
+
+/// name, usage, what it does. The order is the order of `/help`.
+pub const COMMANDS: &[(&str, &str, &str)] = &[
+    ("attach", "/attach PATH...", "attach images to the next prompt; with no PATH, list the attachments"),
+    ("detach", "/detach", "drop the attachments"),
+    ("save", "/save [NAME]", "name (or rename) this session; it is saved after every turn anyway"),
+    ("load", "/load NAME", "switch to another session (also /resume)"),
+    ("new", "/new [NAME]", "start an empty session"),
+    ("sessions", "/sessions", "list the sessions"),
+    ("history", "/history", "this session's turns: prompt, image, size, tokens, cost"),
+    ("show", "/show [TURN]", "show a turn's image again (default: the last)"),
+    ("model", "/model [ID]", "switch model for the next turns; with no ID, list the models"),
+    ("aspect", "/aspect RATIO|auto", "aspect ratio for the next turns (16:9, 1:1, ...; auto lets the model decide)"),
+    ("size", "/size SIZE|auto", "image size for the next turns: 512, 1K, 2K or 4K"),
+    ("settings", "/settings", "show the settings for the next turn"),
+    ("help", "/help [COMMAND]", "list the commands, or explain one"),
+    ("quit", "/quit", "leave (also /exit or Ctrl-D)"),
+];
+
+/// Other spellings of the same commands.
+const ALIASES: &[(&str, &str)] = &[("resume", "load"), ("exit", "quit"), ("q", "quit"), ("?", "help")];
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    Attach(Vec<PathBuf>),
+    Detach,
+    Save(Option<String>),
+    Load(String),
+    New(Option<String>),
+    Sessions,
+    History,
+    Show(Option<i64>),
+    Model(Option<String>),
+    Aspect(String),
+    Size(String),
+    Settings,
+    Help(Option<String>),
+    Quit,
+}
+
+/// A typed line: a prompt for the model, or a command.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Line {
+    Prompt(String),
+    Command(Command),
+    Empty,
+}
+
+impl FromStr for Line {
+    type Err = anyhow::Error;
+
+    fn from_str(line: &str) -> Result<Line> {
+        let line = line.trim();
+        if line.is_empty() {
+            return Ok(Line::Empty);
+        }
+        // `//text` sends a prompt that starts with a slash.
+        if let Some(prompt) = line.strip_prefix("//") {
+            return Ok(Line::Prompt(format!("/{prompt}")));
+        }
+        if line.starts_with('/') {
+            return Ok(Line::Command(line.parse()?));
+        }
+        Ok(Line::Prompt(line.to_string()))
+    }
+}
+
+/// The canonical name of a typed command word, if it is one.
+pub fn canonical(word: &str) -> Option<&'static str> {
+    let word = word.trim_start_matches('/').to_ascii_lowercase();
+    COMMANDS
+        .iter()
+        .map(|(name, _, _)| *name)
+        .find(|name| *name == word)
+        .or_else(|| ALIASES.iter().find(|(alias, _)| *alias == word).map(|(_, name)| *name))
+}
+
+impl FromStr for Command {
+    type Err = anyhow::Error;
+
+    fn from_str(line: &str) -> Result<Command> {
+        let line = line.trim();
+        let (word, rest) = line.split_once(char::is_whitespace).unwrap_or((line, ""));
+        let rest = rest.trim();
+        let Some(name) = canonical(word) else {
+            bail!("unknown command {word}; /help lists the commands");
+        };
+        let arg = || (!rest.is_empty()).then(|| rest.to_string());
+        let required = |what: &str| match arg() {
+            Some(value) => Ok(value),
+            None => bail!("/{name} needs {what}; usage: {}", usage(name)),
+        };
+        Ok(match name {
+            "attach" => Command::Attach(split_paths(rest)?),
+            "detach" => Command::Detach,
+            "save" => Command::Save(arg()),
+            "load" => Command::Load(required("a session name")?),
+            "new" => Command::New(arg()),
+            "sessions" => Command::Sessions,
+            "history" => Command::History,
+            "show" => Command::Show(match arg() {
+                None => None,
+                Some(turn) => match turn.parse::<i64>() {
+                    Ok(n) if n >= 1 => Some(n),
+                    _ => bail!("/show takes a turn number (1, 2, ...), not {turn:?}"),
+                },
+            }),
+            "model" => Command::Model(arg()),
+            "aspect" => Command::Aspect(required("a ratio such as 16:9, or auto")?),
+            "size" => Command::Size(required("512, 1K, 2K, 4K or auto")?),
+            "settings" => Command::Settings,
+            "help" => Command::Help(arg()),
+            "quit" => Command::Quit,
+            _ => unreachable!("every name in COMMANDS has an arm above"),
+        })
+    }
+}
+
+pub fn usage(name: &str) -> &'static str {
+    COMMANDS.iter().find(|(n, _, _)| *n == name).map_or("", |(_, usage, _)| usage)
+}
+
+/// Paths separated by spaces; quotes or backslashes keep spaces inside one path (as a shell would).
+pub fn split_paths(text: &str) -> Result<Vec<PathBuf>> {
+    let mut paths = Vec::new();
+    let mut current = String::new();
+    let mut quote: Option<char> = None;
+    let mut in_word = false;
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), c) => current.push(c),
+            (None, '"' | '\'') => {
+                quote = Some(c);
+                in_word = true;
+            }
+            (None, '\\') => {
+                current.extend(chars.next());
+                in_word = true;
+            }
+            (None, c) if c.is_whitespace() => {
+                if in_word {
+                    paths.push(PathBuf::from(expand_home(&std::mem::take(&mut current))));
+                    in_word = false;
+                }
+            }
+            (None, c) => {
+                current.push(c);
+                in_word = true;
+            }
+        }
+    }
+    if quote.is_some() {
+        bail!("a quote in the path list is not closed");
+    }
+    if in_word {
+        paths.push(PathBuf::from(expand_home(&current)));
+    }
+    Ok(paths)
+}
+
+fn expand_home(path: &str) -> String {
+    match (path.strip_prefix("~/"), std::env::var_os("HOME")) {
+        (Some(rest), Some(home)) => format!("{}/{rest}", home.to_string_lossy()),
+        _ => path.to_string(),
+    }
+}
+
+/// `/help` text: every command, or one.
+pub fn help(topic: Option<&str>) -> Result<String> {
+    if let Some(topic) = topic {
+        let Some(name) = canonical(topic) else {
+            bail!("no command {topic}; /help lists the commands");
+        };
+        let (_, usage, what) = COMMANDS.iter().find(|(n, _, _)| *n == name).expect("canonical names are in COMMANDS");
+        return Ok(format!("{usage}\n  {what}"));
+    }
+    let width = COMMANDS.iter().map(|(_, usage, _)| usage.len()).max().unwrap_or(0);
+    let mut text = String::from("Type a prompt to send it with the whole history. Commands:\n");
+    for (_, usage, what) in COMMANDS {
+        text.push_str(&format!("  {usage:<width$}  {what}\n"));
+    }
+    text.push_str("Ctrl-C cancels a request or clears the line; Ctrl-D leaves. Start a prompt with // to begin it with /.");
+    Ok(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cmd(line: &str) -> Command {
+        match line.parse::<Line>().unwrap() {
+            Line::Command(c) => c,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn lines_parse() {
+        assert_eq!("  a red fox ".parse::<Line>().unwrap(), Line::Prompt("a red fox".into()));
+        assert_eq!("".parse::<Line>().unwrap(), Line::Empty);
+        assert_eq!("//etc is a path".parse::<Line>().unwrap(), Line::Prompt("/etc is a path".into()));
+        assert_eq!(cmd("/resume fox"), Command::Load("fox".into()));
+        assert_eq!(cmd("/EXIT"), Command::Quit);
+        assert_eq!(cmd("/show 3"), Command::Show(Some(3)));
+        assert_eq!(cmd("/save"), Command::Save(None));
+        assert!("/show zero".parse::<Line>().is_err());
+        assert!("/load".parse::<Line>().unwrap_err().to_string().contains("usage: /load NAME"));
+        assert!("/frobnicate".parse::<Line>().unwrap_err().to_string().contains("unknown command"));
+    }
+
+    #[test]
+    fn attach_paths_split_like_a_shell() {
+        assert_eq!(
+            cmd(r#"/attach a.png "my photo.jpg" b\ c.webp"#),
+            Command::Attach(vec!["a.png".into(), "my photo.jpg".into(), "b c.webp".into()])
+        );
+        assert_eq!(cmd("/attach"), Command::Attach(vec![]));
+        assert!(split_paths("'open").is_err());
+    }
+
+    #[test]
+    fn help_comes_from_the_table() {
+        let all = help(None).unwrap();
+        for (_, usage, _) in COMMANDS {
+            assert!(all.contains(usage));
+        }
+        assert!(help(Some("/resume")).unwrap().starts_with("/load NAME"));
+        assert!(help(Some("nope")).is_err());
+    }
+}

@@ -1,0 +1,158 @@
+//! The conversation being edited: which session, where its head is, the settings and attachments for the next turn,
+//! and its history read back as turns or as a request's `contents`.
+
+use anyhow::{Result, bail};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+
+use crate::gemini::{Content, Part};
+use crate::images::Attachment;
+use crate::settings::Settings;
+use crate::store::{ContentRow, SessionRow, Store};
+
+/// One turn: the N-th prompt along the session's history and the model's answer to it.
+#[derive(Debug, Clone)]
+pub struct Turn {
+    pub number: i64,
+    pub user: ContentRow,
+    pub model: ContentRow,
+}
+
+#[derive(Debug, Clone)]
+pub struct Session {
+    /// `None` until the first turn (or `/save`) stores it; an unnamed session is named after its first prompt.
+    pub row: Option<SessionRow>,
+    pub wanted_name: Option<String>,
+    pub settings: Settings,
+    pub attachments: Vec<Attachment>,
+}
+
+impl Session {
+    /// A session not yet in the database.
+    pub fn new(name: Option<String>, settings: Settings) -> Session {
+        Session { row: None, wanted_name: name, settings, attachments: Vec::new() }
+    }
+
+    pub fn open(row: SessionRow) -> Session {
+        Session { settings: row.settings.clone(), row: Some(row), wanted_name: None, attachments: Vec::new() }
+    }
+
+    pub fn name(&self) -> &str {
+        match (&self.row, &self.wanted_name) {
+            (Some(row), _) => &row.name,
+            (None, Some(name)) => name,
+            (None, None) => "(new session)",
+        }
+    }
+
+    pub fn head(&self) -> Option<i64> {
+        self.row.as_ref().and_then(|r| r.head_id)
+    }
+
+    /// Stores the session if it is not stored yet, named as asked or after `first_prompt`.
+    pub fn ensure_stored(&mut self, store: &Store, first_prompt: &str) -> Result<&SessionRow> {
+        if self.row.is_none() {
+            let base = match &self.wanted_name {
+                Some(name) => name.clone(),
+                None => auto_name(first_prompt),
+            };
+            let name = store.free_name(&base)?;
+            self.row = Some(store.create_session(&name, &self.settings, None)?);
+        }
+        // Set just above when it was missing.
+        Ok(self.row.as_ref().expect("session row was just stored"))
+    }
+
+    /// Names or renames the session; stores it if it was not stored yet.
+    pub fn rename(&mut self, store: &Store, name: &str) -> Result<()> {
+        validate_name(name)?;
+        match &mut self.row {
+            Some(row) => {
+                store.rename_session(row.id, name)?;
+                row.name = name.to_string();
+            }
+            None => {
+                if store.session(name)?.is_some() {
+                    bail!("a session named {name:?} already exists; /load {name} opens it");
+                }
+                self.row = Some(store.create_session(name, &self.settings, None)?);
+            }
+        }
+        Ok(())
+    }
+
+    /// Keeps the settings with the session so a resumed thread continues as it was.
+    pub fn save_settings(&self, store: &Store) -> Result<()> {
+        match &self.row {
+            Some(row) => store.save_settings(row.id, &self.settings),
+            None => Ok(()),
+        }
+    }
+
+    /// The stored history as turns, oldest first.
+    pub fn turns(&self, store: &Store) -> Result<Vec<Turn>> {
+        let chain = store.chain(self.head())?;
+        let mut turns = Vec::with_capacity(chain.len() / 2);
+        let mut rows = chain.into_iter();
+        while let (Some(user), Some(model)) = (rows.next(), rows.next()) {
+            turns.push(Turn { number: model.turn(), user, model });
+        }
+        Ok(turns)
+    }
+
+    /// The user content for a prompt: the text, then the attached images.
+    pub fn user_content(&self, prompt: &str) -> Content {
+        let mut parts = vec![Part::text(prompt)];
+        parts.extend(self.attachments.iter().map(|a| Part::image(a.mime, STANDARD.encode(&a.bytes))));
+        Content::user(parts)
+    }
+}
+
+/// Session names are used as directory names and typed in commands: keep them plain.
+pub fn validate_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && !name.starts_with(['.', '-', '@'])
+        && name.chars().all(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | '.' | '~'));
+    if !ok {
+        bail!("{name:?} is not a usable session name: use letters, digits, '-', '_', '.' or '~' (up to 64)");
+    }
+    Ok(())
+}
+
+/// A readable name from the first prompt: its first few meaningful words ("a red fox at dawn" → "red-fox-dawn").
+pub fn auto_name(prompt: &str) -> String {
+    const FILLER: &[&str] = &[
+        "a", "an", "the", "of", "in", "on", "at", "to", "with", "and", "for", "make", "create", "draw", "generate",
+        "me", "please", "image", "picture", "photo", "it", "is", "that", "this",
+    ];
+    let words: Vec<String> = prompt
+        .split(|c: char| !c.is_alphanumeric())
+        .map(str::to_lowercase)
+        .filter(|w| !w.is_empty() && !FILLER.contains(&w.as_str()))
+        .take(3)
+        .collect();
+    let name: String = words.join("-").chars().take(40).collect();
+    if name.is_empty() { "session".to_string() } else { name }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn automatic_names_read_well() {
+        assert_eq!(auto_name("A red fox at dawn, in snow"), "red-fox-dawn");
+        assert_eq!(auto_name("!!!"), "session");
+        assert_eq!(auto_name("Ünïcode café"), "ünïcode-café");
+        assert!(validate_name(&auto_name("make the sky orange")).is_ok());
+    }
+
+    #[test]
+    fn names_are_checked() {
+        assert!(validate_name("fox~2").is_ok());
+        assert!(validate_name("../etc").is_err());
+        assert!(validate_name("a b").is_err());
+        assert!(validate_name("").is_err());
+    }
+}
