@@ -52,9 +52,24 @@ struct AnswerImage {
 }
 
 impl App {
-    pub fn new(store: Store, session: Session, ui: Ui, backend: Backend, out_dir: PathBuf) -> Result<App> {
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-        Ok(App { store, session, ui, backend, out_dir, runtime })
+    pub fn new(
+        store: Store,
+        session: Session,
+        ui: Ui,
+        backend: Backend,
+        out_dir: PathBuf,
+    ) -> Result<App> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        Ok(App {
+            store,
+            session,
+            ui,
+            backend,
+            out_dir,
+            runtime,
+        })
     }
 
     /// Runs one typed line.
@@ -75,13 +90,20 @@ impl App {
         if let Some(info) = models::info(&model) {
             let references = self.reference_count() + self.session.attachments.len();
             if references > info.max_reference_images.max(14) {
-                bail!("{model} takes at most 14 images in a request; this one would carry {references}");
+                bail!(
+                    "{model} takes at most 14 images in a request; this one would carry {references}"
+                );
             }
         }
         let user = self.session.user_content(prompt);
         let mut contents = self.store.contents(self.session.head())?;
         contents.push(user.clone());
-        let request = GenerateContentRequest { contents, generation_config, tools: Vec::new(), system_instruction: None };
+        let request = GenerateContentRequest {
+            contents,
+            generation_config,
+            tools: Vec::new(),
+            system_instruction: None,
+        };
 
         let started = Instant::now();
         let spinner = self.ui.spinner(&model);
@@ -96,25 +118,39 @@ impl App {
             spinner.finish_and_clear();
         }
         let elapsed = started.elapsed();
-        let Some(response) = answer else { return Err(Cancelled.into()) };
+        let Some(response) = answer else {
+            return Err(Cancelled.into());
+        };
         let response = response.context("the request failed; nothing was recorded")?;
-        let (model_version, response_id) = (response.model_version.clone(), response.response_id.clone());
+        let (model_version, response_id) =
+            (response.model_version.clone(), response.response_id.clone());
 
         let (content, finish_reason, usage) = match classify(response) {
-            Outcome::Answer { content, finish_reason, usage } => (content, finish_reason, usage),
+            Outcome::Answer {
+                content,
+                finish_reason,
+                usage,
+            } => (content, finish_reason, usage),
             Outcome::Refused(refusal) => {
                 let kept = match self.session.attachments.len() {
                     0 => String::new(),
                     n => format!("; the {n} attachment(s) are kept for the next try"),
                 };
-                return Err(Refused(format!("{}{kept}", render::sanitize(&refusal.explain()))).into());
+                return Err(
+                    Refused(format!("{}{kept}", render::sanitize(&refusal.explain()))).into(),
+                );
             }
         };
         let answer_images = decode_answer_images(&content);
         let meta = TurnMeta {
             settings: Some(self.session.settings.clone()),
             finish_reason,
-            cost_usd: cost(&model, self.session.settings.size.as_deref(), answer_images.len(), usage.as_ref()),
+            cost_usd: cost(
+                &model,
+                self.session.settings.size.as_deref(),
+                answer_images.len(),
+                usage.as_ref(),
+            ),
             usage,
             elapsed_ms: elapsed.as_millis() as u64,
             model_version,
@@ -124,7 +160,9 @@ impl App {
 
         let head = self.session.head();
         let session_id = self.session.ensure_stored(&self.store, prompt)?.id;
-        let appended = self.store.append_turn(session_id, head, &user, &content, &meta)?;
+        let appended = self
+            .store
+            .append_turn(session_id, head, &user, &content, &meta)?;
         self.session.attachments.clear();
         match appended.branched_to {
             Some(branch) => {
@@ -136,7 +174,11 @@ impl App {
                 self.session = Session::open(branch);
             }
             None => {
-                let row = self.session.row.as_mut().expect("ensure_stored just stored the session");
+                let row = self
+                    .session
+                    .row
+                    .as_mut()
+                    .expect("ensure_stored just stored the session");
                 row.head_id = Some(appended.model_id);
             }
         }
@@ -147,18 +189,30 @@ impl App {
     fn reference_count(&self) -> usize {
         self.session
             .turns(&self.store)
-            .map(|turns| turns.iter().map(|t| t.user.image_count() + t.model.image_count()).sum())
+            .map(|turns| {
+                turns
+                    .iter()
+                    .map(|t| t.user.image_count() + t.model.image_count())
+                    .sum()
+            })
             .unwrap_or(0)
     }
 
-    fn show_answer(&self, turn: i64, content: &Content, meta: &TurnMeta, images: &[AnswerImage]) -> Result<()> {
+    fn show_answer(
+        &self,
+        turn: i64,
+        content: &Content,
+        meta: &TurnMeta,
+        images: &[AnswerImage],
+    ) -> Result<()> {
         let text = content.answer_text();
         if !text.trim().is_empty() {
             self.ui.say(&render::sanitize(text.trim()));
         }
         let mut saved = Vec::new();
         for (index, image) in images.iter().enumerate() {
-            let path = images::output_path(&self.out_dir, self.session.name(), turn, index, image.ext);
+            let path =
+                images::output_path(&self.out_dir, self.session.name(), turn, index, image.ext);
             images::write_atomically(&path, &image.bytes)?;
             self.ui.preview(&image.bytes);
             self.announce_path(&path, &image.meta);
@@ -166,9 +220,13 @@ impl App {
         }
         let undecodable = content.answer_images().count() - images.len();
         if undecodable > 0 {
-            self.ui.warn(&format!("{undecodable} image(s) in the answer are not decodable images; kept in the history"));
+            self.ui.warn(&format!(
+                "{undecodable} image(s) in the answer are not decodable images; kept in the history"
+            ));
         } else if images.is_empty() {
-            self.ui.warn("no image came back this turn (text only); the answer is kept in the history");
+            self.ui.warn(
+                "no image came back this turn (text only); the answer is kept in the history",
+            );
         }
         if self.ui.json {
             let object = json!({
@@ -193,7 +251,11 @@ impl App {
     fn announce_path(&self, path: &Path, meta: &ImageMeta) {
         let size = format!("{}x{}", meta.width, meta.height);
         if self.ui.interactive {
-            self.ui.say(&format!("{}  {}", self.ui.bold(&path.display().to_string()), self.ui.dim(&size)));
+            self.ui.say(&format!(
+                "{}  {}",
+                self.ui.bold(&path.display().to_string()),
+                self.ui.dim(&size)
+            ));
         } else {
             if !self.ui.json {
                 self.ui.result(&path.display().to_string());
@@ -223,7 +285,8 @@ impl App {
                     }
                 }
                 self.session = Session::new(name, self.session.settings.clone());
-                self.ui.note(&format!("new session {}", self.session.name()));
+                self.ui
+                    .note(&format!("new session {}", self.session.name()));
             }
             Command::Sessions => self.list_sessions()?,
             Command::History => self.history()?,
@@ -253,7 +316,10 @@ impl App {
 
     pub fn attach(&mut self, paths: &[PathBuf]) -> Result<()> {
         // All or nothing: one bad path attaches none, so the person fixes the line and sends it again.
-        let read = paths.iter().map(|p| Attachment::read(p)).collect::<Result<Vec<_>>>()?;
+        let read = paths
+            .iter()
+            .map(|p| Attachment::read(p))
+            .collect::<Result<Vec<_>>>()?;
         for attachment in read {
             self.ui.note(&format!("attached {}", attachment.describe()));
             self.session.attachments.push(attachment);
@@ -263,7 +329,8 @@ impl App {
 
     fn list_attachments(&self) {
         if self.session.attachments.is_empty() {
-            self.ui.say("no attachments; /attach PATH... adds images to the next prompt");
+            self.ui
+                .say("no attachments; /attach PATH... adds images to the next prompt");
         }
         for attachment in &self.session.attachments {
             self.ui.say(&attachment.describe());
@@ -276,7 +343,11 @@ impl App {
             Some(name) => self.session.rename(&self.store, name)?,
             None if self.session.row.is_some() => {}
             None => {
-                let base = self.session.wanted_name.clone().unwrap_or_else(|| "session".into());
+                let base = self
+                    .session
+                    .wanted_name
+                    .clone()
+                    .unwrap_or_else(|| "session".into());
                 let name = self.store.free_name(&base)?;
                 self.session.rename(&self.store, &name)?;
             }
@@ -290,10 +361,12 @@ impl App {
                 && !to.exists()
                 && let Err(e) = std::fs::rename(from, to)
             {
-                self.ui.warn(&format!("the images stay in {}: {e}", from.display()));
+                self.ui
+                    .warn(&format!("the images stay in {}: {e}", from.display()));
             }
         }
-        self.ui.note(&format!("session saved as {}", self.session.name()));
+        self.ui
+            .note(&format!("session saved as {}", self.session.name()));
         Ok(())
     }
 
@@ -303,7 +376,8 @@ impl App {
         };
         self.store.touch(row.id)?;
         if !self.session.attachments.is_empty() {
-            self.ui.note("the attachments were dropped with the old session");
+            self.ui
+                .note("the attachments were dropped with the old session");
         }
         self.session = Session::open(row);
         self.describe_session()
@@ -313,10 +387,9 @@ impl App {
     pub fn describe_session(&self) -> Result<()> {
         let turns = self.session.turns(&self.store)?;
         let mut text = format!(
-            "session {}: {} turn{}, {}",
+            "session {}: {}, {}",
             self.session.name(),
-            turns.len(),
-            if turns.len() == 1 { "" } else { "s" },
+            render::count(turns.len(), "turn"),
             self.session.settings.model
         );
         if let Some(last) = turns.iter().rev().find(|t| t.model.image_count() > 0) {
@@ -332,10 +405,20 @@ impl App {
     /// A turn's answer images on disk (written again from the database if they were moved or deleted).
     fn turn_files(&self, turn: &Turn) -> Result<Vec<(PathBuf, Vec<u8>)>> {
         let parts = self.store.parts(&turn.model)?;
-        let content = Content { role: Some("model".into()), parts, extra: Default::default() };
+        let content = Content {
+            role: Some("model".into()),
+            parts,
+            extra: Default::default(),
+        };
         let mut files = Vec::new();
         for (index, image) in decode_answer_images(&content).into_iter().enumerate() {
-            let path = images::output_path(&self.out_dir, self.session.name(), turn.number, index, image.ext);
+            let path = images::output_path(
+                &self.out_dir,
+                self.session.name(),
+                turn.number,
+                index,
+                image.ext,
+            );
             if !path.exists() {
                 images::write_atomically(&path, &image.bytes)?;
             }
@@ -348,13 +431,24 @@ impl App {
         let turns = self.session.turns(&self.store)?;
         let turn = match number {
             Some(n) => turns.iter().find(|t| t.number == n).with_context(|| {
-                format!("this session has no turn {n} (it has {}); /history lists them", turns.len())
+                format!(
+                    "this session has no turn {n} (it has {}); /history lists them",
+                    turns.len()
+                )
             })?,
-            None => turns.iter().rev().find(|t| t.model.image_count() > 0).context("this session has no image yet")?,
+            None => turns
+                .iter()
+                .rev()
+                .find(|t| t.model.image_count() > 0)
+                .context("this session has no image yet")?,
         };
         let files = self.turn_files(turn)?;
         if files.is_empty() {
-            self.ui.say(&format!("turn {} has no image: {}", turn.number, one_line(&turn.model.visible_text(), 70)));
+            self.ui.say(&format!(
+                "turn {} has no image: {}",
+                turn.number,
+                one_line(&turn.model.visible_text(), 70)
+            ));
         }
         for ((path, bytes), meta) in files.iter().zip(&turn.model.meta.images) {
             self.ui.preview(bytes);
@@ -366,18 +460,24 @@ impl App {
     fn history(&self) -> Result<()> {
         let turns = self.session.turns(&self.store)?;
         if turns.is_empty() {
-            self.ui.say(&format!("session {} has no turns yet", self.session.name()));
+            self.ui
+                .say(&format!("session {} has no turns yet", self.session.name()));
             return Ok(());
         }
         let rows: Vec<Vec<String>> = turns
             .iter()
             .map(|t| {
                 let meta = &t.model.meta;
-                let ext = meta.images.first().and_then(|i| images::ext_for_mime(&i.mime)).unwrap_or("");
+                let ext = meta
+                    .images
+                    .first()
+                    .and_then(|i| images::ext_for_mime(&i.mime))
+                    .unwrap_or("");
                 let image = match meta.images.first() {
                     Some(i) => format!(
                         "{} {}x{}",
-                        images::output_path(&self.out_dir, self.session.name(), t.number, 0, ext).display(),
+                        images::output_path(&self.out_dir, self.session.name(), t.number, 0, ext)
+                            .display(),
                         i.width,
                         i.height
                     ),
@@ -391,14 +491,20 @@ impl App {
                     t.number.to_string(),
                     format!("{}{attached}", one_line(&t.user.visible_text(), 40)),
                     image,
-                    meta.usage.as_ref().and_then(|u| u.total_token_count).map_or("-".into(), thousands),
+                    meta.usage
+                        .as_ref()
+                        .and_then(|u| u.total_token_count)
+                        .map_or("-".into(), thousands),
                     format!("${:.3}", meta.cost_usd),
                 ]
             })
             .collect();
         let total: f64 = turns.iter().map(|t| t.model.meta.cost_usd).sum();
         let mut text = render::table(&["turn", "prompt", "image", "tokens", "cost"], &rows);
-        text.push_str(&format!("{} turns, ${total:.3} estimated", turns.len()));
+        text.push_str(&format!(
+            "{}, ${total:.3} estimated",
+            render::count(turns.len(), "turn")
+        ));
         self.ui.say(&text);
         Ok(())
     }
@@ -413,18 +519,27 @@ impl App {
         let rows: Vec<Vec<String>> = sessions
             .iter()
             .map(|s| {
-                let marker = if Some(s.session.id) == current { "*" } else { " " };
+                let marker = if Some(s.session.id) == current {
+                    "*"
+                } else {
+                    " "
+                };
                 vec![
                     format!("{marker}{}", s.session.name),
                     s.turns.to_string(),
                     render::timestamp(s.session.updated_at),
                     s.session.settings.model.clone(),
                     s.session.origin_session.clone().unwrap_or_default(),
-                    s.last_prompt.as_deref().map_or(String::new(), |p| one_line(p, 40)),
+                    s.last_prompt
+                        .as_deref()
+                        .map_or(String::new(), |p| one_line(p, 40)),
                 ]
             })
             .collect();
-        let text = render::table(&[" name", "turns", "updated", "model", "from", "last prompt"], &rows);
+        let text = render::table(
+            &[" name", "turns", "updated", "model", "from", "last prompt"],
+            &rows,
+        );
         self.ui.say(text.trim_end());
         Ok(())
     }
@@ -432,8 +547,16 @@ impl App {
     fn list_models(&self) {
         let mut text = String::new();
         for m in models::MODELS {
-            let marker = if m.id == self.session.settings.model { "*" } else { " " };
-            let sizes = if m.sizes.is_empty() { "no size choice".to_string() } else { m.sizes.join(" ") };
+            let marker = if m.id == self.session.settings.model {
+                "*"
+            } else {
+                " "
+            };
+            let sizes = if m.sizes.is_empty() {
+                "no size choice".to_string()
+            } else {
+                m.sizes.join(" ")
+            };
             text.push_str(&format!("{marker}{:<24} {:<16} {sizes}\n", m.id, m.alias));
         }
         text.push_str("/model ID switches; ids peel does not know are sent as given");
@@ -446,24 +569,35 @@ impl App {
             self.ui.note(&notice);
         }
         if models::info(&id).is_none() {
-            self.ui.warn(&format!("{id} is not in peel's model table: it is sent as given, unchecked"));
+            self.ui.warn(&format!(
+                "{id} is not in peel's model table: it is sent as given, unchecked"
+            ));
         }
         let previous = self.session.settings.model.clone();
         self.change_settings(|s| s.model = id.clone())?;
         if previous != id && self.session.head().is_some() {
-            self.ui.note(&format!("{id} will see the earlier turns, including those {previous} made"));
+            self.ui.note(&format!(
+                "{id} will see the earlier turns, including those {previous} made"
+            ));
         }
         Ok(())
     }
 
     /// Applies a change, refusing one the model will not take (and keeping the old settings then).
-    fn change_settings(&mut self, change: impl FnOnce(&mut crate::settings::Settings)) -> Result<()> {
+    fn change_settings(
+        &mut self,
+        change: impl FnOnce(&mut crate::settings::Settings),
+    ) -> Result<()> {
         let mut next = self.session.settings.clone();
         change(&mut next);
         next.generation_config()?;
         self.session.settings = next;
         self.session.save_settings(&self.store)?;
-        self.ui.note(&format!("next turn: {} · {}", self.session.settings.model, self.session.settings.shape()));
+        self.ui.note(&format!(
+            "next turn: {} · {}",
+            self.session.settings.model,
+            self.session.settings.shape()
+        ));
         Ok(())
     }
 
@@ -490,7 +624,12 @@ fn decode_answer_images(content: &Content) -> Vec<AnswerImage> {
             let bytes = STANDARD.decode(inline.data.as_bytes()).ok()?;
             let (mime, ext) = images::sniff(&bytes)?;
             let (width, height) = images::dimensions(&bytes).unwrap_or((0, 0));
-            let meta = ImageMeta { mime: mime.to_string(), width, height, bytes: bytes.len() as u64 };
+            let meta = ImageMeta {
+                mime: mime.to_string(),
+                width,
+                height,
+                bytes: bytes.len() as u64,
+            };
             Some(AnswerImage { bytes, meta, ext })
         })
         .collect()
@@ -499,8 +638,13 @@ fn decode_answer_images(content: &Content) -> Vec<AnswerImage> {
 /// The estimated price of a turn: its images at the model's per-image price, plus input tokens where the price of
 /// those is known.
 fn cost(model: &str, size: Option<&str>, images: usize, usage: Option<&UsageMetadata>) -> f64 {
-    let Some(info) = models::info(model) else { return 0.0 };
-    let input = match (info.input_price_per_m, usage.and_then(|u| u.prompt_token_count)) {
+    let Some(info) = models::info(model) else {
+        return 0.0;
+    };
+    let input = match (
+        info.input_price_per_m,
+        usage.and_then(|u| u.prompt_token_count),
+    ) {
         (Some(price), Some(tokens)) => price * tokens as f64 / 1e6,
         _ => 0.0,
     };
@@ -516,7 +660,9 @@ fn footer(meta: &TurnMeta) -> String {
     }
     parts.push(format!("{:.1} s", meta.elapsed_ms as f64 / 1000.0));
     if let Some(usage) = &meta.usage {
-        let mut tokens = usage.total_token_count.map_or("? tokens".into(), |t| format!("{} tokens", thousands(t)));
+        let mut tokens = usage
+            .total_token_count
+            .map_or("? tokens".into(), |t| format!("{} tokens", thousands(t)));
         let detail: Vec<String> = [
             ("in", usage.prompt_token_count),
             ("thinking", usage.thoughts_token_count),
@@ -542,7 +688,10 @@ mod tests {
     #[test]
     fn footer_reads_well() {
         let meta = TurnMeta {
-            settings: Some(Settings { aspect: Some("16:9".into()), ..Settings::default() }),
+            settings: Some(Settings {
+                aspect: Some("16:9".into()),
+                ..Settings::default()
+            }),
             usage: Some(UsageMetadata {
                 prompt_token_count: Some(600),
                 candidates_token_count: Some(1120),
@@ -562,7 +711,10 @@ mod tests {
 
     #[test]
     fn cost_counts_images_and_known_input_prices() {
-        let usage = UsageMetadata { prompt_token_count: Some(1_000_000), ..UsageMetadata::default() };
+        let usage = UsageMetadata {
+            prompt_token_count: Some(1_000_000),
+            ..UsageMetadata::default()
+        };
         assert!((cost("gemini-3-pro-image", Some("4K"), 1, Some(&usage)) - 2.24).abs() < 1e-9);
         assert!((cost("gemini-2.5-flash-image", None, 2, None) - 0.078).abs() < 1e-9);
         assert_eq!(cost("unknown-model", None, 1, None), 0.0);

@@ -14,8 +14,7 @@ use crate::preview::PreviewMode;
     about = "Edit images in conversation with Google's Gemini image models (Nano Banana Pro, Nano Banana 2, Nano Banana)",
     after_help = "Without PROMPT, peel opens a REPL on a terminal, or reads one prompt or /command a line from stdin.\n\
                   The key comes from GEMINI_API_KEY (then GOOGLE_API_KEY); --offline needs none.\n\
-                  Models: gemini-3-pro-image (default), gemini-3.1-flash-image, gemini-2.5-flash-image.",
-    args_conflicts_with_subcommands = true
+                  Models: gemini-3-pro-image (default), gemini-3.1-flash-image, gemini-2.5-flash-image."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -50,7 +49,13 @@ pub struct Cli {
     pub images: Vec<PathBuf>,
 
     /// Where images are written: DIR/<session>/<turn>.<ext>
-    #[arg(short, long, value_name = "DIR", env = "PEEL_OUT", default_value = "peel-out")]
+    #[arg(
+        short,
+        long,
+        value_name = "DIR",
+        env = "PEEL_OUT",
+        default_value = "peel-out"
+    )]
     pub out: PathBuf,
 
     /// The SQLite database [default: <data dir>/peel/peel.db]
@@ -120,6 +125,12 @@ mod tests {
     fn prompts_and_subcommands() {
         let cli = Cli::try_parse_from(["peel", "-i", "a.png", "a red fox"]).unwrap();
         assert_eq!(cli.prompt, ["a red fox"]);
-        assert!(matches!(Cli::try_parse_from(["peel", "sessions"]).unwrap().command, Some(Command::Sessions)));
+        assert!(matches!(
+            Cli::try_parse_from(["peel", "sessions"]).unwrap().command,
+            Some(Command::Sessions)
+        ));
+        let cli = Cli::try_parse_from(["peel", "--db", "x.db", "sessions"]).unwrap();
+        assert!(matches!(cli.command, Some(Command::Sessions)));
+        assert!(cli.prompt.is_empty());
     }
 }

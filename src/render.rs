@@ -24,12 +24,21 @@ pub fn thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
     }
     out
+}
+
+/// "1 turn", "3 turns".
+pub fn count(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
 }
 
 /// A byte count for people: "812 KB", "3.4 MB".
@@ -43,7 +52,11 @@ pub fn bytes(n: u64) -> String {
 
 /// The first line of a text, cut to `max` characters with an ellipsis.
 pub fn one_line(text: &str, max: usize) -> String {
-    let line = text.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("");
+    let line = text
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("");
     let line = sanitize(line);
     if line.chars().count() <= max {
         line
@@ -68,7 +81,11 @@ pub fn timestamp(ms: i64) -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02} {:02}:{:02}", rem / 3600, rem % 3600 / 60)
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}",
+        rem / 3600,
+        rem % 3600 / 60
+    )
 }
 
 /// Left-aligned columns, two spaces apart.
@@ -103,7 +120,12 @@ mod tests {
     fn control_sequences_are_neutralised() {
         let evil = "ok\x1b]0;pwned\x07 \x1b[2J\u{9b}31m\r\nnext\tline";
         let clean = sanitize(evil);
-        assert!(!clean.chars().any(|c| c.is_control() && c != '\n' && c != '\t'), "{clean:?}");
+        assert!(
+            !clean
+                .chars()
+                .any(|c| c.is_control() && c != '\n' && c != '\t'),
+            "{clean:?}"
+        );
         assert!(clean.contains("\\u{1b}]0;pwned"));
         assert!(clean.ends_with("\nnext\tline"));
     }
