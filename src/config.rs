@@ -32,12 +32,17 @@ pub fn database_path(cli: &Cli) -> Result<PathBuf> {
 
 /// `<data dir>/peel`: the database and the REPL's line history.
 pub fn data_dir() -> Result<PathBuf> {
-    let dirs = directories::BaseDirs::new().context("no home directory to keep the database in: pass --db PATH")?;
+    let dirs = directories::BaseDirs::new()
+        .context("no home directory to keep the database in: pass --db PATH")?;
     Ok(dirs.data_dir().join("peel"))
 }
 
 /// The settings asked for on the command line, applied over `base` (a stored session's, or the defaults).
-pub fn settings_from_flags(cli: &Cli, base: Settings, notices: &mut Vec<String>) -> Result<Settings> {
+pub fn settings_from_flags(
+    cli: &Cli,
+    base: Settings,
+    notices: &mut Vec<String>,
+) -> Result<Settings> {
     let mut settings = base;
     if let Some(model) = &cli.model {
         let (id, notice) = models::resolve(model);
@@ -45,19 +50,25 @@ pub fn settings_from_flags(cli: &Cli, base: Settings, notices: &mut Vec<String>)
         settings.model = id;
     }
     if let Some(aspect) = &cli.aspect {
-        settings.aspect = Some(models::normalize_ratio(aspect).map_err(|e| usage_error(e.to_string()))?);
+        settings.aspect =
+            Some(models::normalize_ratio(aspect).map_err(|e| usage_error(e.to_string()))?);
     }
     if let Some(size) = &cli.size {
         settings.size = Some(models::normalize_size(size).map_err(|e| usage_error(e.to_string()))?);
     }
-    settings.generation_config().map_err(|e| usage_error(e.to_string()))?;
+    settings
+        .generation_config()
+        .map_err(|e| usage_error(e.to_string()))?;
     Ok(settings)
 }
 
 /// The settings of a new session: PEEL_MODEL seeds the model; flags go over it.
 pub fn new_session_settings(cli: &Cli, notices: &mut Vec<String>) -> Result<Settings> {
     let mut base = Settings::default();
-    if let Some(model) = std::env::var("PEEL_MODEL").ok().filter(|m| !m.trim().is_empty()) {
+    if let Some(model) = std::env::var("PEEL_MODEL")
+        .ok()
+        .filter(|m| !m.trim().is_empty())
+    {
         let (id, notice) = models::resolve(&model);
         notices.extend(notice);
         base.model = id;
@@ -86,7 +97,9 @@ pub fn backend(cli: &Cli) -> Result<Backend> {
     }
     let base_url = cli.base_url.trim().to_string();
     if !(base_url.starts_with("https://") || base_url.starts_with("http://")) {
-        bail!(usage_error(format!("--base-url must start with https:// or http://, not {base_url:?}")));
+        bail!(usage_error(format!(
+            "--base-url must start with https:// or http://, not {base_url:?}"
+        )));
     }
     let client = Client::new(ClientConfig {
         base_url,

@@ -50,7 +50,11 @@ pub fn ext_for_mime(mime: &str) -> Option<&'static str> {
 
 /// Pixel size from the header, without decoding the image; `None` for types peel cannot read (HEIC, AVIF).
 pub fn dimensions(bytes: &[u8]) -> Option<(u32, u32)> {
-    image::ImageReader::new(std::io::Cursor::new(bytes)).with_guessed_format().ok()?.into_dimensions().ok()
+    image::ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
+        .ok()?
+        .into_dimensions()
+        .ok()
 }
 
 /// An image the user attached to the next prompt, read and checked.
@@ -65,7 +69,8 @@ pub struct Attachment {
 impl Attachment {
     /// Reads and checks a file: it must exist, be readable, not be huge, and be an image by its bytes.
     pub fn read(path: &Path) -> Result<Attachment> {
-        let meta = std::fs::metadata(path).with_context(|| format!("cannot attach {}", path.display()))?;
+        let meta =
+            std::fs::metadata(path).with_context(|| format!("cannot attach {}", path.display()))?;
         if meta.is_dir() {
             bail!("cannot attach {}: it is a directory", path.display());
         }
@@ -77,33 +82,69 @@ impl Attachment {
                 crate::render::bytes(MAX_ATTACHMENT_BYTES)
             );
         }
-        let bytes = std::fs::read(path).with_context(|| format!("cannot attach {}", path.display()))?;
+        let bytes =
+            std::fs::read(path).with_context(|| format!("cannot attach {}", path.display()))?;
         let Some((mime, _)) = sniff(&bytes) else {
-            bail!("cannot attach {}: not an image (png, jpeg, webp, gif, heic, heif or avif)", path.display());
+            bail!(
+                "cannot attach {}: not an image (png, jpeg, webp, gif, heic, heif or avif)",
+                path.display()
+            );
         };
         let dimensions = dimensions(&bytes);
-        if dimensions.is_none() && matches!(mime, "image/png" | "image/jpeg" | "image/webp" | "image/gif") {
-            bail!("cannot attach {}: the {mime} file is damaged or truncated", path.display());
+        if dimensions.is_none()
+            && matches!(
+                mime,
+                "image/png" | "image/jpeg" | "image/webp" | "image/gif"
+            )
+        {
+            bail!(
+                "cannot attach {}: the {mime} file is damaged or truncated",
+                path.display()
+            );
         }
-        Ok(Attachment { path: path.to_path_buf(), mime, bytes, dimensions })
+        Ok(Attachment {
+            path: path.to_path_buf(),
+            mime,
+            bytes,
+            dimensions,
+        })
     }
 
     pub fn describe(&self) -> String {
-        let size = self.dimensions.map_or(String::new(), |(w, h)| format!(" {w}x{h}"));
-        format!("{} ({}{size}, {})", self.path.display(), self.mime, crate::render::bytes(self.bytes.len() as u64))
+        let size = self
+            .dimensions
+            .map_or(String::new(), |(w, h)| format!(" {w}x{h}"));
+        format!(
+            "{} ({}{size}, {})",
+            self.path.display(),
+            self.mime,
+            crate::render::bytes(self.bytes.len() as u64)
+        )
     }
 }
 
 /// `OUT/<session>/<turn>[-k].<ext>`: the first image of a turn is `<turn>.<ext>`, further ones `<turn>-2.<ext>`, ...
 pub fn output_path(out_dir: &Path, session: &str, turn: i64, index: usize, ext: &str) -> PathBuf {
-    let name = if index == 0 { format!("{turn}.{ext}") } else { format!("{turn}-{}.{ext}", index + 1) };
+    let name = if index == 0 {
+        format!("{turn}.{ext}")
+    } else {
+        format!("{turn}-{}.{ext}", index + 1)
+    };
     out_dir.join(safe_dir_name(session)).join(name)
 }
 
 /// Session names become directory names: no separators or dot-dot tricks.
 fn safe_dir_name(name: &str) -> String {
-    let cleaned: String =
-        name.chars().map(|c| if c == '/' || c == '\\' || c.is_control() { '_' } else { c }).collect();
+    let cleaned: String = name
+        .chars()
+        .map(|c| {
+            if c == '/' || c == '\\' || c.is_control() {
+                '_'
+            } else {
+                c
+            }
+        })
+        .collect();
     match cleaned.as_str() {
         "" | "." | ".." => "_".to_string(),
         _ => cleaned,
@@ -126,7 +167,9 @@ mod tests {
 
     fn png(w: u32, h: u32) -> Vec<u8> {
         let mut out = Vec::new();
-        image::RgbImage::new(w, h).write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png).unwrap();
+        image::RgbImage::new(w, h)
+            .write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png)
+            .unwrap();
         out
     }
 
@@ -148,19 +191,44 @@ mod tests {
         assert_eq!(Attachment::read(&good).unwrap().dimensions, Some((4, 3)));
         let text = dir.path().join("notes.png");
         std::fs::write(&text, "not an image").unwrap();
-        assert!(Attachment::read(&text).unwrap_err().to_string().contains("not an image"));
+        assert!(
+            Attachment::read(&text)
+                .unwrap_err()
+                .to_string()
+                .contains("not an image")
+        );
         let truncated = dir.path().join("t.png");
         std::fs::write(&truncated, &png(64, 64)[..20]).unwrap();
-        assert!(Attachment::read(&truncated).unwrap_err().to_string().contains("damaged"));
-        assert!(format!("{:#}", Attachment::read(&dir.path().join("missing.png")).unwrap_err()).contains("missing.png"));
+        assert!(
+            Attachment::read(&truncated)
+                .unwrap_err()
+                .to_string()
+                .contains("damaged")
+        );
+        assert!(
+            format!(
+                "{:#}",
+                Attachment::read(&dir.path().join("missing.png")).unwrap_err()
+            )
+            .contains("missing.png")
+        );
     }
 
     #[test]
     fn output_paths() {
         let out = Path::new("/o");
-        assert_eq!(output_path(out, "fox", 3, 0, "jpg"), Path::new("/o/fox/3.jpg"));
-        assert_eq!(output_path(out, "fox", 3, 1, "png"), Path::new("/o/fox/3-2.png"));
-        assert_eq!(output_path(out, "../x", 1, 0, "jpg"), Path::new("/o/.._x/1.jpg"));
+        assert_eq!(
+            output_path(out, "fox", 3, 0, "jpg"),
+            Path::new("/o/fox/3.jpg")
+        );
+        assert_eq!(
+            output_path(out, "fox", 3, 1, "png"),
+            Path::new("/o/fox/3-2.png")
+        );
+        assert_eq!(
+            output_path(out, "../x", 1, 0, "jpg"),
+            Path::new("/o/.._x/1.jpg")
+        );
         assert_eq!(output_path(out, "..", 1, 0, "jpg"), Path::new("/o/_/1.jpg"));
     }
 }

@@ -48,7 +48,13 @@ pub fn run(cli: Cli) -> Result<Outcome> {
         Some(Command::Sessions) => {
             let store = Store::open(&config::database_path(&cli)?)?;
             let ui = Ui::new(true, false, cli.quiet, cli.preview);
-            let app = App::new(store, Session::new(None, Default::default()), ui, gemini::Backend::Offline, cli.out)?;
+            let app = App::new(
+                store,
+                Session::new(None, Default::default()),
+                ui,
+                gemini::Backend::Offline,
+                cli.out,
+            )?;
             app.list_sessions()?;
             return Ok(Outcome::Done);
         }
@@ -84,8 +90,15 @@ pub fn run(cli: Cli) -> Result<Outcome> {
     }
     if interactive {
         let history_file = db_path.with_file_name("repl-history.txt");
-        let mode = if cli.offline { " · offline: a local stand-in draws the images" } else { "" };
-        app.ui.note(&format!("peel {}{mode} · /help lists the commands, Ctrl-D leaves", env!("CARGO_PKG_VERSION")));
+        let mode = if cli.offline {
+            " · offline: a local stand-in draws the images"
+        } else {
+            ""
+        };
+        app.ui.note(&format!(
+            "peel {}{mode} · /help lists the commands, Ctrl-D leaves",
+            env!("CARGO_PKG_VERSION")
+        ));
         if app.session.row.is_some() {
             app.describe_session()?;
         }
@@ -93,7 +106,11 @@ pub fn run(cli: Cli) -> Result<Outcome> {
         return Ok(Outcome::Done);
     }
     let all_ok = repl::script(&mut app, std::io::stdin().lock())?;
-    Ok(if all_ok { Outcome::Done } else { Outcome::Failed })
+    Ok(if all_ok {
+        Outcome::Done
+    } else {
+        Outcome::Failed
+    })
 }
 
 /// The session this run works on: -s NAME (opened or created), -r [NAME] (resumed), or a new one.
@@ -125,7 +142,9 @@ fn open_session(cli: &Cli, store: &Store, notices: &mut Vec<String>) -> Result<S
         } else {
             match store.session(name)? {
                 Some(row) => row,
-                None => bail!(usage_error(format!("no session named {name:?}; `peel sessions` lists them"))),
+                None => bail!(usage_error(format!(
+                    "no session named {name:?}; `peel sessions` lists them"
+                ))),
             }
         };
         let settings = config::settings_from_flags(cli, row.settings.clone(), notices)?;
@@ -136,5 +155,8 @@ fn open_session(cli: &Cli, store: &Store, notices: &mut Vec<String>) -> Result<S
         }
         return Ok(session);
     }
-    Ok(Session::new(None, config::new_session_settings(cli, notices)?))
+    Ok(Session::new(
+        None,
+        config::new_session_settings(cli, notices)?,
+    ))
 }

@@ -17,7 +17,11 @@ fn main() -> ExitCode {
                 return ExitCode::from(130);
             }
             ui.error(&error);
-            if error.is::<peel::config::UsageError>() { ExitCode::from(2) } else { ExitCode::from(1) }
+            if error.is::<peel::config::UsageError>() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::from(1)
+            }
         }
     }
 }

@@ -22,9 +22,15 @@ pub fn show(bytes: &[u8], mode: PreviewMode, max_cols: u32, max_rows: u32) -> Re
     if mode == PreviewMode::Off {
         return Ok(());
     }
-    let image = image::load_from_memory(bytes).context("the image cannot be decoded for a preview")?;
+    let image =
+        image::load_from_memory(bytes).context("the image cannot be decoded for a preview")?;
     let config = viuer::Config {
-        width: Some(fit_columns(image.width(), image.height(), max_cols, max_rows)),
+        width: Some(fit_columns(
+            image.width(),
+            image.height(),
+            max_cols,
+            max_rows,
+        )),
         height: None,
         absolute_offset: false,
         use_kitty: matches!(mode, PreviewMode::Auto | PreviewMode::Kitty),

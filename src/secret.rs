@@ -36,6 +36,9 @@ mod tests {
     #[test]
     fn never_formats_its_value() {
         let key = Secret::new("AIzaSy-very-secret");
-        assert_eq!(format!("{key} {key:?} {:?}", Some(&key)), "*** *** Some(***)");
+        assert_eq!(
+            format!("{key} {key:?} {:?}", Some(&key)),
+            "*** *** Some(***)"
+        );
     }
 }

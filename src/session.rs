@@ -30,11 +30,21 @@ pub struct Session {
 impl Session {
     /// A session not yet in the database.
     pub fn new(name: Option<String>, settings: Settings) -> Session {
-        Session { row: None, wanted_name: name, settings, attachments: Vec::new() }
+        Session {
+            row: None,
+            wanted_name: name,
+            settings,
+            attachments: Vec::new(),
+        }
     }
 
     pub fn open(row: SessionRow) -> Session {
-        Session { settings: row.settings.clone(), row: Some(row), wanted_name: None, attachments: Vec::new() }
+        Session {
+            settings: row.settings.clone(),
+            row: Some(row),
+            wanted_name: None,
+            attachments: Vec::new(),
+        }
     }
 
     pub fn name(&self) -> &str {
@@ -95,7 +105,11 @@ impl Session {
         let mut turns = Vec::with_capacity(chain.len() / 2);
         let mut rows = chain.into_iter();
         while let (Some(user), Some(model)) = (rows.next(), rows.next()) {
-            turns.push(Turn { number: model.turn(), user, model });
+            turns.push(Turn {
+                number: model.turn(),
+                user,
+                model,
+            });
         }
         Ok(turns)
     }
@@ -103,7 +117,11 @@ impl Session {
     /// The user content for a prompt: the text, then the attached images.
     pub fn user_content(&self, prompt: &str) -> Content {
         let mut parts = vec![Part::text(prompt)];
-        parts.extend(self.attachments.iter().map(|a| Part::image(a.mime, STANDARD.encode(&a.bytes))));
+        parts.extend(
+            self.attachments
+                .iter()
+                .map(|a| Part::image(a.mime, STANDARD.encode(&a.bytes))),
+        );
         Content::user(parts)
     }
 }
@@ -113,9 +131,13 @@ pub fn validate_name(name: &str) -> Result<()> {
     let ok = !name.is_empty()
         && name.len() <= 64
         && !name.starts_with(['.', '-', '@'])
-        && name.chars().all(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | '.' | '~'));
+        && name
+            .chars()
+            .all(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | '.' | '~'));
     if !ok {
-        bail!("{name:?} is not a usable session name: use letters, digits, '-', '_', '.' or '~' (up to 64)");
+        bail!(
+            "{name:?} is not a usable session name: use letters, digits, '-', '_', '.' or '~' (up to 64)"
+        );
     }
     Ok(())
 }
@@ -123,8 +145,9 @@ pub fn validate_name(name: &str) -> Result<()> {
 /// A readable name from the first prompt: its first few meaningful words ("a red fox at dawn" → "red-fox-dawn").
 pub fn auto_name(prompt: &str) -> String {
     const FILLER: &[&str] = &[
-        "a", "an", "the", "of", "in", "on", "at", "to", "with", "and", "for", "make", "create", "draw", "generate",
-        "me", "please", "image", "picture", "photo", "it", "is", "that", "this",
+        "a", "an", "the", "of", "in", "on", "at", "to", "with", "and", "for", "make", "create",
+        "draw", "generate", "me", "please", "image", "picture", "photo", "it", "is", "that",
+        "this",
     ];
     let words: Vec<String> = prompt
         .split(|c: char| !c.is_alphanumeric())
@@ -133,7 +156,11 @@ pub fn auto_name(prompt: &str) -> String {
         .take(3)
         .collect();
     let name: String = words.join("-").chars().take(40).collect();
-    if name.is_empty() { "session".to_string() } else { name }
+    if name.is_empty() {
+        "session".to_string()
+    } else {
+        name
+    }
 }
 
 #[cfg(test)]

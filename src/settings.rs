@@ -18,7 +18,11 @@ pub struct Settings {
 
 impl Default for Settings {
     fn default() -> Self {
-        Settings { model: DEFAULT_MODEL.to_string(), aspect: None, size: None }
+        Settings {
+            model: DEFAULT_MODEL.to_string(),
+            aspect: None,
+            size: None,
+        }
     }
 }
 
@@ -35,19 +39,32 @@ impl Settings {
             if let Some(info) = info
                 && !info.takes_ratio(aspect)
             {
-                bail!("{} does not take aspect ratio {aspect}; it takes {}", self.model, info.ratios().join(" "));
+                bail!(
+                    "{} does not take aspect ratio {aspect}; it takes {}",
+                    self.model,
+                    info.ratios().join(" ")
+                );
             }
             image.aspect_ratio = Some(aspect.clone());
         }
         match (info, &self.size) {
             (Some(info), Some(size)) if !info.takes_size(size) => {
                 if info.sizes.is_empty() {
-                    bail!("{} takes no image size; use /size auto (or drop --size)", self.model);
+                    bail!(
+                        "{} takes no image size; use /size auto (or drop --size)",
+                        self.model
+                    );
                 }
-                bail!("{} does not take size {size}; it takes {}", self.model, info.sizes.join(", "));
+                bail!(
+                    "{} does not take size {size}; it takes {}",
+                    self.model,
+                    info.sizes.join(", ")
+                );
             }
             (Some(info), None) if info.sizes.is_empty() => {}
-            (_, size) => image.image_size = Some(size.clone().unwrap_or_else(|| DEFAULT_SIZE.to_string())),
+            (_, size) => {
+                image.image_size = Some(size.clone().unwrap_or_else(|| DEFAULT_SIZE.to_string()))
+            }
         }
         Ok(GenerationConfig {
             response_modalities: vec!["TEXT".into(), "IMAGE".into()],
@@ -73,31 +90,58 @@ mod tests {
     use super::*;
 
     fn settings(model: &str, aspect: Option<&str>, size: Option<&str>) -> Settings {
-        Settings { model: model.into(), aspect: aspect.map(Into::into), size: size.map(Into::into) }
+        Settings {
+            model: model.into(),
+            aspect: aspect.map(Into::into),
+            size: size.map(Into::into),
+        }
     }
 
     #[test]
     fn defaults_fill_in_and_drop_out() {
-        let c = settings("gemini-3-pro-image", None, None).generation_config().unwrap();
+        let c = settings("gemini-3-pro-image", None, None)
+            .generation_config()
+            .unwrap();
         assert_eq!(c.image_config.unwrap().image_size.as_deref(), Some("1K"));
-        let c = settings("gemini-2.5-flash-image", None, None).generation_config().unwrap();
+        let c = settings("gemini-2.5-flash-image", None, None)
+            .generation_config()
+            .unwrap();
         assert!(c.image_config.is_none());
         assert_eq!(c.response_modalities, ["TEXT", "IMAGE"]);
     }
 
     #[test]
     fn what_the_model_does_not_take_is_refused() {
-        assert!(settings("gemini-2.5-flash-image", None, Some("4K")).generation_config().is_err());
-        assert!(settings("gemini-3-pro-image", None, Some("512")).generation_config().is_err());
-        assert!(settings("gemini-3-pro-image", Some("1:8"), None).generation_config().is_err());
-        let c = settings("gemini-3.1-flash-image", Some("1:8"), Some("512")).generation_config().unwrap();
+        assert!(
+            settings("gemini-2.5-flash-image", None, Some("4K"))
+                .generation_config()
+                .is_err()
+        );
+        assert!(
+            settings("gemini-3-pro-image", None, Some("512"))
+                .generation_config()
+                .is_err()
+        );
+        assert!(
+            settings("gemini-3-pro-image", Some("1:8"), None)
+                .generation_config()
+                .is_err()
+        );
+        let c = settings("gemini-3.1-flash-image", Some("1:8"), Some("512"))
+            .generation_config()
+            .unwrap();
         let image = c.image_config.unwrap();
-        assert_eq!((image.aspect_ratio.as_deref(), image.image_size.as_deref()), (Some("1:8"), Some("512")));
+        assert_eq!(
+            (image.aspect_ratio.as_deref(), image.image_size.as_deref()),
+            (Some("1:8"), Some("512"))
+        );
     }
 
     #[test]
     fn unknown_models_are_sent_unchecked() {
-        let c = settings("gemini-9-image", Some("7:3"), Some("2K")).generation_config().unwrap();
+        let c = settings("gemini-9-image", Some("7:3"), Some("2K"))
+            .generation_config()
+            .unwrap();
         assert_eq!(c.image_config.unwrap().aspect_ratio.as_deref(), Some("7:3"));
     }
 }

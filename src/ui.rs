@@ -26,7 +26,15 @@ impl Ui {
         let stdout_is_terminal = std::io::stdout().is_terminal();
         let stderr_is_terminal = std::io::stderr().is_terminal();
         let color = interactive && stderr_is_terminal && std::env::var_os("NO_COLOR").is_none();
-        Ui { interactive, json, quiet, preview, color, stdout_is_terminal, stderr_is_terminal }
+        Ui {
+            interactive,
+            json,
+            quiet,
+            preview,
+            color,
+            stdout_is_terminal,
+            stderr_is_terminal,
+        }
     }
 
     /// Something for the person: model text, listings, confirmations.
@@ -51,13 +59,21 @@ impl Ui {
         for cause in error.chain().skip(1) {
             text.push_str(&format!("\n  caused by: {cause}"));
         }
-        let label = if self.color { "\x1b[1;31merror:\x1b[0m" } else { "error:" };
+        let label = if self.color {
+            "\x1b[1;31merror:\x1b[0m"
+        } else {
+            "error:"
+        };
         eprintln!("{label} {text}");
     }
 
     /// A warning about something that did not stop the work.
     pub fn warn(&self, text: &str) {
-        let label = if self.color { "\x1b[1;33mwarning:\x1b[0m" } else { "warning:" };
+        let label = if self.color {
+            "\x1b[1;33mwarning:\x1b[0m"
+        } else {
+            "warning:"
+        };
         eprintln!("{label} {text}");
     }
 
@@ -70,11 +86,19 @@ impl Ui {
     }
 
     pub fn dim(&self, text: &str) -> String {
-        if self.color { format!("\x1b[2m{text}\x1b[0m") } else { text.to_string() }
+        if self.color {
+            format!("\x1b[2m{text}\x1b[0m")
+        } else {
+            text.to_string()
+        }
     }
 
     pub fn bold(&self, text: &str) -> String {
-        if self.color { format!("\x1b[1m{text}\x1b[0m") } else { text.to_string() }
+        if self.color {
+            format!("\x1b[1m{text}\x1b[0m")
+        } else {
+            text.to_string()
+        }
     }
 
     /// Previews go only to a terminal, and only when the person has not turned them off.
@@ -87,7 +111,12 @@ impl Ui {
             return;
         }
         let (cols, rows) = terminal_size();
-        if let Err(e) = preview::show(bytes, self.preview, cols.saturating_sub(2).min(100), (rows / 2).max(8)) {
+        if let Err(e) = preview::show(
+            bytes,
+            self.preview,
+            cols.saturating_sub(2).min(100),
+            (rows / 2).max(8),
+        ) {
             self.warn(&format!("{e:#}"));
         }
     }

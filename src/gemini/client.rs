@@ -51,7 +51,10 @@ impl Client {
 
     /// The endpoint without any credential: safe to print.
     pub fn endpoint(&self, model: &str) -> String {
-        format!("{}/v1beta/models/{model}:generateContent", self.config.base_url.trim_end_matches('/'))
+        format!(
+            "{}/v1beta/models/{model}:generateContent",
+            self.config.base_url.trim_end_matches('/')
+        )
     }
 
     /// One `generateContent` call.
@@ -60,7 +63,8 @@ impl Client {
         model: &str,
         request: &GenerateContentRequest,
     ) -> Result<GenerateContentResponse, GeminiError> {
-        let body = serde_json::to_vec(request).map_err(|e| GeminiError::Malformed(e.to_string()))?;
+        let body =
+            serde_json::to_vec(request).map_err(|e| GeminiError::Malformed(e.to_string()))?;
         let mut headers = HeaderMap::new();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         let mut url = self.endpoint(model);
@@ -70,7 +74,10 @@ impl Client {
                 headers.insert("x-goog-api-key", secret_header(key)?);
             }
             Auth::Bearer => {
-                headers.insert(reqwest::header::AUTHORIZATION, secret_header(&format!("Bearer {key}"))?);
+                headers.insert(
+                    reqwest::header::AUTHORIZATION,
+                    secret_header(&format!("Bearer {key}"))?,
+                );
             }
             Auth::Query => {
                 url.push_str("?key=");
@@ -88,7 +95,10 @@ impl Client {
         let status = response.status();
         let bytes = response.bytes().await.map_err(|e| self.transport(e))?;
         if !status.is_success() {
-            return Err(GeminiError::Api(ApiError::from_body(status.as_u16(), &bytes)));
+            return Err(GeminiError::Api(ApiError::from_body(
+                status.as_u16(),
+                &bytes,
+            )));
         }
         parse_response(&bytes)
     }
@@ -113,28 +123,37 @@ impl Client {
             reason
         };
         let key = self.config.key.expose();
-        let reason = if key.is_empty() { reason } else { reason.replace(key, "***") };
+        let reason = if key.is_empty() {
+            reason
+        } else {
+            reason.replace(key, "***")
+        };
         GeminiError::Transport { host, reason }
     }
 }
 
 /// A 2xx body: one response, or (Vertex) a one-element array of it.
 pub fn parse_response(bytes: &[u8]) -> Result<GenerateContentResponse, GeminiError> {
-    let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| GeminiError::Malformed(e.to_string()))?;
+    let value: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|e| GeminiError::Malformed(e.to_string()))?;
     let value = match value {
         serde_json::Value::Array(mut items) if items.len() == 1 => items.remove(0),
         other => other,
     };
     if let Some(error) = value.get("error") {
         let body = serde_json::json!({ "error": error });
-        return Err(GeminiError::Api(ApiError::from_body(200, body.to_string().as_bytes())));
+        return Err(GeminiError::Api(ApiError::from_body(
+            200,
+            body.to_string().as_bytes(),
+        )));
     }
     serde_json::from_value(value).map_err(|e| GeminiError::Malformed(e.to_string()))
 }
 
 fn secret_header(value: &str) -> Result<HeaderValue, GeminiError> {
-    let mut header = HeaderValue::from_str(value)
-        .map_err(|_| GeminiError::Malformed("the API key contains characters that cannot go in a header".into()))?;
+    let mut header = HeaderValue::from_str(value).map_err(|_| {
+        GeminiError::Malformed("the API key contains characters that cannot go in a header".into())
+    })?;
     header.set_sensitive(true);
     Ok(header)
 }
@@ -143,7 +162,9 @@ fn percent_encode(value: &str) -> String {
     value
         .bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
             _ => format!("%{b:02X}"),
         })
         .collect()
@@ -154,30 +175,50 @@ mod tests {
     use super::*;
 
     fn fixture(name: &str) -> Vec<u8> {
-        std::fs::read(format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+        std::fs::read(format!(
+            "{}/tests/fixtures/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap()
     }
 
     #[test]
     fn real_responses_parse() {
         let r = parse_response(&fixture("response-3.1-flash-image-redacted.json")).unwrap();
         let part = &r.candidates[0].content.as_ref().unwrap().parts[0];
-        assert!(part.thought_signature.as_deref().unwrap().starts_with("<redacted"));
+        assert!(
+            part.thought_signature
+                .as_deref()
+                .unwrap()
+                .starts_with("<redacted")
+        );
         assert_eq!(r.usage_metadata.unwrap().candidates_token_count, Some(1392));
         let r = parse_response(&fixture("response-no-image.json")).unwrap();
         assert_eq!(r.candidates[0].finish_reason.as_deref(), Some("NO_IMAGE"));
         let r = parse_response(&fixture("response-prompt-blocked.json")).unwrap();
         assert!(r.candidates.is_empty());
-        assert_eq!(r.prompt_feedback.unwrap().block_reason.as_deref(), Some("PROHIBITED_CONTENT"));
+        assert_eq!(
+            r.prompt_feedback.unwrap().block_reason.as_deref(),
+            Some("PROHIBITED_CONTENT")
+        );
         let r = parse_response(&fixture("response-image-safety-via-proxy.json")).unwrap();
-        assert_eq!(r.candidates[0].finish_reason.as_deref(), Some("IMAGE_SAFETY"));
+        assert_eq!(
+            r.candidates[0].finish_reason.as_deref(),
+            Some("IMAGE_SAFETY")
+        );
         assert!(r.candidates[0].content.as_ref().unwrap().parts.is_empty());
     }
 
     #[test]
     fn error_payload_in_a_200_is_an_error() {
-        let e = parse_response(br#"{"error":{"code":500,"message":"internal","status":"INTERNAL"}}"#).unwrap_err();
+        let e =
+            parse_response(br#"{"error":{"code":500,"message":"internal","status":"INTERNAL"}}"#)
+                .unwrap_err();
         assert!(matches!(e, GeminiError::Api(ApiError { message, .. }) if message == "internal"));
-        assert!(matches!(parse_response(b"<html>"), Err(GeminiError::Malformed(_))));
+        assert!(matches!(
+            parse_response(b"<html>"),
+            Err(GeminiError::Malformed(_))
+        ));
     }
 
     #[test]

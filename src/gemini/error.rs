@@ -72,7 +72,11 @@ impl ApiError {
         });
         match inner.and_then(|v| v.get("error")) {
             Some(Value::Object(e)) => {
-                error.message = e.get("message").and_then(Value::as_str).unwrap_or_default().to_string();
+                error.message = e
+                    .get("message")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string();
                 error.status = e
                     .get("status")
                     .and_then(Value::as_str)
@@ -84,14 +88,28 @@ impl ApiError {
                 {
                     error.status = Some(code.to_string());
                 }
-                for detail in e.get("details").and_then(Value::as_array).into_iter().flatten() {
-                    let kind = detail.get("@type").and_then(Value::as_str).unwrap_or_default();
+                for detail in e
+                    .get("details")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
+                    let kind = detail
+                        .get("@type")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default();
                     if kind.ends_with("google.rpc.RetryInfo") {
-                        error.retry_delay = detail.get("retryDelay").and_then(Value::as_str).and_then(parse_duration);
+                        error.retry_delay = detail
+                            .get("retryDelay")
+                            .and_then(Value::as_str)
+                            .and_then(parse_duration);
                     } else if kind.ends_with("google.rpc.QuotaFailure") {
                         error.quota_failure = true;
                     } else if kind.ends_with("google.rpc.ErrorInfo") {
-                        error.reason = detail.get("reason").and_then(Value::as_str).map(str::to_string);
+                        error.reason = detail
+                            .get("reason")
+                            .and_then(Value::as_str)
+                            .map(str::to_string);
                     }
                 }
             }
@@ -126,13 +144,17 @@ impl ApiError {
 
     fn hint(&self) -> Option<&'static str> {
         if self.is_auth() {
-            Some("check the key in GEMINI_API_KEY (or GOOGLE_API_KEY) and that it may use this model")
+            Some(
+                "check the key in GEMINI_API_KEY (or GOOGLE_API_KEY) and that it may use this model",
+            )
         } else if self.http_status == 429 && !self.is_retryable() {
             Some("the quota or prepaid credit is used up; waiting will not help")
         } else if self.http_status == 404 {
             Some("check the model id (-m); `peel --help` lists the known ones")
         } else if self.message.contains("thought_signature") {
-            Some("the history sent was not what the model returned; please report this as a peel bug")
+            Some(
+                "the history sent was not what the model returned; please report this as a peel bug",
+            )
         } else {
             None
         }
@@ -150,7 +172,11 @@ mod tests {
     use super::*;
 
     fn fixture(name: &str) -> Vec<u8> {
-        std::fs::read(format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+        std::fs::read(format!(
+            "{}/tests/fixtures/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap()
     }
 
     #[test]
@@ -166,8 +192,14 @@ mod tests {
     fn missing_signature_error_is_not_retryable() {
         let e = ApiError::from_body(400, &fixture("error-400-missing-image-signature.json"));
         assert!(!e.is_retryable());
-        assert!(e.message.starts_with("Image part is missing a thought_signature in content position 3"));
-        assert!(e.to_string().starts_with("400 INVALID_ARGUMENT: Image part"));
+        assert!(
+            e.message
+                .starts_with("Image part is missing a thought_signature in content position 3")
+        );
+        assert!(
+            e.to_string()
+                .starts_with("400 INVALID_ARGUMENT: Image part")
+        );
     }
 
     #[test]

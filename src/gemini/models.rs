@@ -5,7 +5,9 @@ use anyhow::{Result, bail};
 
 pub const DEFAULT_MODEL: &str = "gemini-3-pro-image";
 
-const RATIOS: &[&str] = &["1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9"];
+const RATIOS: &[&str] = &[
+    "1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9",
+];
 const EXTRA_FLASH_RATIOS: &[&str] = &["1:4", "4:1", "1:8", "8:1"];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,7 +84,10 @@ pub fn resolve(id: &str) -> (String, Option<String>) {
     let id = id.trim();
     let id = id.strip_prefix("models/").unwrap_or(id);
     match DEPRECATED.iter().find(|(old, _)| *old == id) {
-        Some((old, new)) => (new.to_string(), Some(format!("{old} was shut down on 2026-06-25; using {new}"))),
+        Some((old, new)) => (
+            new.to_string(),
+            Some(format!("{old} was shut down on 2026-06-25; using {new}")),
+        ),
         None => (id.to_string(), None),
     }
 }
@@ -128,11 +133,16 @@ pub fn normalize_size(size: &str) -> Result<String> {
 /// Checks an aspect ratio's spelling (`16:9`); whether the model takes it is checked against the table later.
 pub fn normalize_ratio(ratio: &str) -> Result<String> {
     let ratio = ratio.trim();
-    let valid = ratio
-        .split_once(':')
-        .is_some_and(|(w, h)| [w, h].iter().all(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())));
+    let valid = ratio.split_once(':').is_some_and(|(w, h)| {
+        [w, h]
+            .iter()
+            .all(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+    });
     if !valid {
-        bail!("aspect ratio {ratio:?} is not of the form W:H; known ratios: {}", RATIOS.join(" "));
+        bail!(
+            "aspect ratio {ratio:?} is not of the form W:H; known ratios: {}",
+            RATIOS.join(" ")
+        );
     }
     Ok(ratio.to_string())
 }
@@ -146,7 +156,10 @@ mod tests {
         let (id, notice) = resolve("gemini-3-pro-image-preview");
         assert_eq!(id, "gemini-3-pro-image");
         assert!(notice.unwrap().contains("shut down"));
-        assert_eq!(resolve("models/gemini-2.5-flash-image"), ("gemini-2.5-flash-image".into(), None));
+        assert_eq!(
+            resolve("models/gemini-2.5-flash-image"),
+            ("gemini-2.5-flash-image".into(), None)
+        );
     }
 
     #[test]
@@ -166,6 +179,9 @@ mod tests {
     fn prices() {
         let pro = info("gemini-3-pro-image").unwrap();
         assert_eq!(pro.image_price(Some("4K")), 0.24);
-        assert_eq!(info("gemini-2.5-flash-image").unwrap().image_price(None), 0.039);
+        assert_eq!(
+            info("gemini-2.5-flash-image").unwrap().image_price(None),
+            0.039
+        );
     }
 }

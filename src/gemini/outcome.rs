@@ -5,7 +5,11 @@ use super::types::{Content, GenerateContentResponse, UsageMetadata};
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
     /// A model turn to keep in the history exactly as received (images, text, or text alone).
-    Answer { content: Content, finish_reason: String, usage: Option<UsageMetadata> },
+    Answer {
+        content: Content,
+        finish_reason: String,
+        usage: Option<UsageMetadata>,
+    },
     /// Nothing usable came back; nothing may be added to the history.
     Refused(Refusal),
 }
@@ -35,14 +39,18 @@ impl Refusal {
             match self.reason.as_str() {
                 "IMAGE_SAFETY" => "the image was filtered out for safety",
                 "IMAGE_PROHIBITED_CONTENT" => "the image was refused as prohibited content",
-                "IMAGE_RECITATION" => "the image was refused because it resembled existing work too closely",
+                "IMAGE_RECITATION" => {
+                    "the image was refused because it resembled existing work too closely"
+                }
                 "IMAGE_OTHER" => "the model could not make this image",
                 "NO_IMAGE" => "the model returned no image",
                 "SAFETY" => "the answer was stopped for safety",
                 "PROHIBITED_CONTENT" => "the answer was refused as prohibited content",
                 "RECITATION" => "the answer was stopped for recitation",
                 "MAX_TOKENS" => "the answer ran out of tokens before it was finished",
-                "MISSING_THOUGHT_SIGNATURE" => "the model rejected the history (a thought signature was missing)",
+                "MISSING_THOUGHT_SIGNATURE" => {
+                    "the model rejected the history (a thought signature was missing)"
+                }
                 "MALFORMED_RESPONSE" => "the model produced a malformed answer",
                 "EMPTY" => "the answer was empty",
                 _ => "the model stopped without an answer",
@@ -71,14 +79,32 @@ pub fn classify(response: GenerateContentResponse) -> Outcome {
     };
     let finish_reason = candidate.finish_reason.unwrap_or_else(|| "STOP".into());
     let content = candidate.content.unwrap_or_default();
-    let has_something =
-        content.parts.iter().any(|p| p.inline_data.is_some() || p.text.as_deref().is_some_and(|t| !t.is_empty()));
+    let has_something = content
+        .parts
+        .iter()
+        .any(|p| p.inline_data.is_some() || p.text.as_deref().is_some_and(|t| !t.is_empty()));
     if finish_reason != "STOP" || !has_something {
-        let reason = if finish_reason == "STOP" { "NO_IMAGE".to_string() } else { finish_reason };
-        return Outcome::Refused(Refusal { reason, message: candidate.finish_message, prompt_blocked: false, usage });
+        let reason = if finish_reason == "STOP" {
+            "NO_IMAGE".to_string()
+        } else {
+            finish_reason
+        };
+        return Outcome::Refused(Refusal {
+            reason,
+            message: candidate.finish_message,
+            prompt_blocked: false,
+            usage,
+        });
     }
-    let content = Content { role: Some("model".into()), ..content };
-    Outcome::Answer { content, finish_reason, usage }
+    let content = Content {
+        role: Some("model".into()),
+        ..content
+    };
+    Outcome::Answer {
+        content,
+        finish_reason,
+        usage,
+    }
 }
 
 #[cfg(test)]
@@ -87,19 +113,32 @@ mod tests {
     use crate::gemini::client::parse_response;
 
     fn outcome(name: &str) -> Outcome {
-        let bytes = std::fs::read(format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap();
+        let bytes = std::fs::read(format!(
+            "{}/tests/fixtures/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap();
         classify(parse_response(&bytes).unwrap())
     }
 
     #[test]
     fn every_real_response_has_the_right_outcome() {
-        assert!(matches!(outcome("response-3.1-flash-image-redacted.json"), Outcome::Answer { .. }));
-        let Outcome::Refused(r) = outcome("response-no-image.json") else { panic!() };
+        assert!(matches!(
+            outcome("response-3.1-flash-image-redacted.json"),
+            Outcome::Answer { .. }
+        ));
+        let Outcome::Refused(r) = outcome("response-no-image.json") else {
+            panic!()
+        };
         assert_eq!(r.reason, "NO_IMAGE");
-        let Outcome::Refused(r) = outcome("response-prompt-blocked.json") else { panic!() };
+        let Outcome::Refused(r) = outcome("response-prompt-blocked.json") else {
+            panic!()
+        };
         assert!(r.prompt_blocked);
         assert!(r.explain().contains("prohibited"));
-        let Outcome::Refused(r) = outcome("response-image-safety-via-proxy.json") else { panic!() };
+        let Outcome::Refused(r) = outcome("response-image-safety-via-proxy.json") else {
+            panic!()
+        };
         assert_eq!(r.reason, "IMAGE_SAFETY");
         assert!(r.explain().contains("You will not be charged"));
     }
@@ -110,7 +149,9 @@ mod tests {
             r#"{"candidates":[{"content":{"parts":[{"text":"x"}]},"finishReason":"SOMETHING_NEW"}]}"#,
         )
         .unwrap();
-        let Outcome::Refused(r) = classify(response) else { panic!() };
+        let Outcome::Refused(r) = classify(response) else {
+            panic!()
+        };
         assert!(r.explain().contains("SOMETHING_NEW"));
     }
 }

@@ -31,7 +31,11 @@ pub struct Content {
 
 impl Content {
     pub fn user(parts: Vec<Part>) -> Self {
-        Content { role: Some("user".into()), parts, extra: Map::new() }
+        Content {
+            role: Some("user".into()),
+            parts,
+            extra: Map::new(),
+        }
     }
 
     pub fn is_model(&self) -> bool {
@@ -40,7 +44,10 @@ impl Content {
 
     /// The images the model meant as its answer: inline data that is not an interim thought image.
     pub fn answer_images(&self) -> impl Iterator<Item = &InlineData> {
-        self.parts.iter().filter(|p| !p.is_thought()).filter_map(|p| p.inline_data.as_ref())
+        self.parts
+            .iter()
+            .filter(|p| !p.is_thought())
+            .filter_map(|p| p.inline_data.as_ref())
     }
 
     /// The visible text of the answer, thought summaries excluded.
@@ -70,12 +77,20 @@ impl Content {
 pub struct Part {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub text: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none", alias = "inline_data")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        alias = "inline_data"
+    )]
     pub inline_data: Option<InlineData>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub thought: Option<bool>,
     /// Opaque base64 the model needs back next turn; often as large as the image it signs.
-    #[serde(default, skip_serializing_if = "Option::is_none", alias = "thought_signature")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        alias = "thought_signature"
+    )]
     pub thought_signature: Option<String>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -83,12 +98,19 @@ pub struct Part {
 
 impl Part {
     pub fn text(text: impl Into<String>) -> Self {
-        Part { text: Some(text.into()), ..Part::default() }
+        Part {
+            text: Some(text.into()),
+            ..Part::default()
+        }
     }
 
     pub fn image(mime_type: impl Into<String>, base64_data: String) -> Self {
         Part {
-            inline_data: Some(InlineData { mime_type: mime_type.into(), data: base64_data, extra: Map::new() }),
+            inline_data: Some(InlineData {
+                mime_type: mime_type.into(),
+                data: base64_data,
+                extra: Map::new(),
+            }),
             ..Part::default()
         }
     }
@@ -135,7 +157,11 @@ pub struct GenerationConfig {
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ImageConfig {
-    #[serde(default, skip_serializing_if = "Option::is_none", alias = "aspect_ratio")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        alias = "aspect_ratio"
+    )]
     pub aspect_ratio: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none", alias = "image_size")]
     pub image_size: Option<String>,
@@ -162,13 +188,29 @@ pub struct ThinkingConfig {
 pub struct GenerateContentResponse {
     #[serde(default, deserialize_with = "null_as_empty")]
     pub candidates: Vec<Candidate>,
-    #[serde(default, skip_serializing_if = "Option::is_none", alias = "prompt_feedback")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        alias = "prompt_feedback"
+    )]
     pub prompt_feedback: Option<PromptFeedback>,
-    #[serde(default, skip_serializing_if = "Option::is_none", alias = "usage_metadata")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        alias = "usage_metadata"
+    )]
     pub usage_metadata: Option<UsageMetadata>,
-    #[serde(default, skip_serializing_if = "Option::is_none", alias = "model_version")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        alias = "model_version"
+    )]
     pub model_version: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none", alias = "response_id")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        alias = "response_id"
+    )]
     pub response_id: Option<String>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -179,11 +221,23 @@ pub struct GenerateContentResponse {
 pub struct Candidate {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content: Option<Content>,
-    #[serde(default, skip_serializing_if = "Option::is_none", alias = "finish_reason")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        alias = "finish_reason"
+    )]
     pub finish_reason: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none", alias = "finish_message")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        alias = "finish_message"
+    )]
     pub finish_message: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none", alias = "grounding_metadata")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        alias = "grounding_metadata"
+    )]
     pub grounding_metadata: Option<Value>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -192,9 +246,17 @@ pub struct Candidate {
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PromptFeedback {
-    #[serde(default, skip_serializing_if = "Option::is_none", alias = "block_reason")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        alias = "block_reason"
+    )]
     pub block_reason: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none", alias = "block_reason_message")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        alias = "block_reason_message"
+    )]
     pub block_reason_message: Option<String>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -203,13 +265,29 @@ pub struct PromptFeedback {
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct UsageMetadata {
-    #[serde(default, skip_serializing_if = "Option::is_none", alias = "prompt_token_count")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        alias = "prompt_token_count"
+    )]
     pub prompt_token_count: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none", alias = "candidates_token_count")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        alias = "candidates_token_count"
+    )]
     pub candidates_token_count: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none", alias = "thoughts_token_count")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        alias = "thoughts_token_count"
+    )]
     pub thoughts_token_count: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none", alias = "total_token_count")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        alias = "total_token_count"
+    )]
     pub total_token_count: Option<u64>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,

@@ -7,24 +7,69 @@ use anyhow::{Result, bail};
 
 /// name, usage, what it does. The order is the order of `/help`.
 pub const COMMANDS: &[(&str, &str, &str)] = &[
-    ("attach", "/attach PATH...", "attach images to the next prompt; with no PATH, list the attachments"),
+    (
+        "attach",
+        "/attach PATH...",
+        "attach images to the next prompt; with no PATH, list the attachments",
+    ),
     ("detach", "/detach", "drop the attachments"),
-    ("save", "/save [NAME]", "name (or rename) this session; it is saved after every turn anyway"),
-    ("load", "/load NAME", "switch to another session (also /resume)"),
+    (
+        "save",
+        "/save [NAME]",
+        "name (or rename) this session; it is saved after every turn anyway",
+    ),
+    (
+        "load",
+        "/load NAME",
+        "switch to another session (also /resume)",
+    ),
     ("new", "/new [NAME]", "start an empty session"),
     ("sessions", "/sessions", "list the sessions"),
-    ("history", "/history", "this session's turns: prompt, image, size, tokens, cost"),
-    ("show", "/show [TURN]", "show a turn's image again (default: the last)"),
-    ("model", "/model [ID]", "switch model for the next turns; with no ID, list the models"),
-    ("aspect", "/aspect RATIO|auto", "aspect ratio for the next turns (16:9, 1:1, ...; auto lets the model decide)"),
-    ("size", "/size SIZE|auto", "image size for the next turns: 512, 1K, 2K or 4K"),
-    ("settings", "/settings", "show the settings for the next turn"),
-    ("help", "/help [COMMAND]", "list the commands, or explain one"),
+    (
+        "history",
+        "/history",
+        "this session's turns: prompt, image, size, tokens, cost",
+    ),
+    (
+        "show",
+        "/show [TURN]",
+        "show a turn's image again (default: the last)",
+    ),
+    (
+        "model",
+        "/model [ID]",
+        "switch model for the next turns; with no ID, list the models",
+    ),
+    (
+        "aspect",
+        "/aspect RATIO|auto",
+        "aspect ratio for the next turns (16:9, 1:1, ...; auto lets the model decide)",
+    ),
+    (
+        "size",
+        "/size SIZE|auto",
+        "image size for the next turns: 512, 1K, 2K or 4K",
+    ),
+    (
+        "settings",
+        "/settings",
+        "show the settings for the next turn",
+    ),
+    (
+        "help",
+        "/help [COMMAND]",
+        "list the commands, or explain one",
+    ),
     ("quit", "/quit", "leave (also /exit or Ctrl-D)"),
 ];
 
 /// Other spellings of the same commands.
-const ALIASES: &[(&str, &str)] = &[("resume", "load"), ("exit", "quit"), ("q", "quit"), ("?", "help")];
+const ALIASES: &[(&str, &str)] = &[
+    ("resume", "load"),
+    ("exit", "quit"),
+    ("q", "quit"),
+    ("?", "help"),
+];
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Command {
@@ -78,7 +123,12 @@ pub fn canonical(word: &str) -> Option<&'static str> {
         .iter()
         .map(|(name, _, _)| *name)
         .find(|name| *name == word)
-        .or_else(|| ALIASES.iter().find(|(alias, _)| *alias == word).map(|(_, name)| *name))
+        .or_else(|| {
+            ALIASES
+                .iter()
+                .find(|(alias, _)| *alias == word)
+                .map(|(_, name)| *name)
+        })
 }
 
 impl FromStr for Command {
@@ -123,7 +173,10 @@ impl FromStr for Command {
 }
 
 pub fn usage(name: &str) -> &'static str {
-    COMMANDS.iter().find(|(n, _, _)| *n == name).map_or("", |(_, usage, _)| usage)
+    COMMANDS
+        .iter()
+        .find(|(n, _, _)| *n == name)
+        .map_or("", |(_, usage, _)| usage)
 }
 
 /// Paths separated by spaces; quotes or backslashes keep spaces inside one path (as a shell would).
@@ -179,10 +232,17 @@ pub fn help(topic: Option<&str>) -> Result<String> {
         let Some(name) = canonical(topic) else {
             bail!("no command {topic}; /help lists the commands");
         };
-        let (_, usage, what) = COMMANDS.iter().find(|(n, _, _)| *n == name).expect("canonical names are in COMMANDS");
+        let (_, usage, what) = COMMANDS
+            .iter()
+            .find(|(n, _, _)| *n == name)
+            .expect("canonical names are in COMMANDS");
         return Ok(format!("{usage}\n  {what}"));
     }
-    let width = COMMANDS.iter().map(|(_, usage, _)| usage.len()).max().unwrap_or(0);
+    let width = COMMANDS
+        .iter()
+        .map(|(_, usage, _)| usage.len())
+        .max()
+        .unwrap_or(0);
     let mut text = String::from("Type a prompt to send it with the whole history. Commands:\n");
     for (_, usage, what) in COMMANDS {
         text.push_str(&format!("  {usage:<width$}  {what}\n"));
@@ -204,23 +264,45 @@ mod tests {
 
     #[test]
     fn lines_parse() {
-        assert_eq!("  a red fox ".parse::<Line>().unwrap(), Line::Prompt("a red fox".into()));
+        assert_eq!(
+            "  a red fox ".parse::<Line>().unwrap(),
+            Line::Prompt("a red fox".into())
+        );
         assert_eq!("".parse::<Line>().unwrap(), Line::Empty);
-        assert_eq!("//etc is a path".parse::<Line>().unwrap(), Line::Prompt("/etc is a path".into()));
+        assert_eq!(
+            "//etc is a path".parse::<Line>().unwrap(),
+            Line::Prompt("/etc is a path".into())
+        );
         assert_eq!(cmd("/resume fox"), Command::Load("fox".into()));
         assert_eq!(cmd("/EXIT"), Command::Quit);
         assert_eq!(cmd("/show 3"), Command::Show(Some(3)));
         assert_eq!(cmd("/save"), Command::Save(None));
         assert!("/show zero".parse::<Line>().is_err());
-        assert!("/load".parse::<Line>().unwrap_err().to_string().contains("usage: /load NAME"));
-        assert!("/frobnicate".parse::<Line>().unwrap_err().to_string().contains("unknown command"));
+        assert!(
+            "/load"
+                .parse::<Line>()
+                .unwrap_err()
+                .to_string()
+                .contains("usage: /load NAME")
+        );
+        assert!(
+            "/frobnicate"
+                .parse::<Line>()
+                .unwrap_err()
+                .to_string()
+                .contains("unknown command")
+        );
     }
 
     #[test]
     fn attach_paths_split_like_a_shell() {
         assert_eq!(
             cmd(r#"/attach a.png "my photo.jpg" b\ c.webp"#),
-            Command::Attach(vec!["a.png".into(), "my photo.jpg".into(), "b c.webp".into()])
+            Command::Attach(vec![
+                "a.png".into(),
+                "my photo.jpg".into(),
+                "b c.webp".into()
+            ])
         );
         assert_eq!(cmd("/attach"), Command::Attach(vec![]));
         assert!(split_paths("'open").is_err());

@@ -13,14 +13,21 @@ pub struct PeelHelper {
 
 impl PeelHelper {
     pub fn new() -> PeelHelper {
-        PeelHelper { files: FilenameCompleter::new() }
+        PeelHelper {
+            files: FilenameCompleter::new(),
+        }
     }
 }
 
 impl Completer for PeelHelper {
     type Candidate = Pair;
 
-    fn complete(&self, line: &str, pos: usize, ctx: &Context<'_>) -> rustyline::Result<(usize, Vec<Pair>)> {
+    fn complete(
+        &self,
+        line: &str,
+        pos: usize,
+        ctx: &Context<'_>,
+    ) -> rustyline::Result<(usize, Vec<Pair>)> {
         let before = &line[..pos];
         if let Some(word) = before.strip_prefix('/')
             && !word.contains(char::is_whitespace)
@@ -28,7 +35,10 @@ impl Completer for PeelHelper {
             let candidates = COMMANDS
                 .iter()
                 .filter(|(name, _, _)| name.starts_with(word))
-                .map(|(name, _, _)| Pair { display: format!("/{name}"), replacement: format!("/{name} ") })
+                .map(|(name, _, _)| Pair {
+                    display: format!("/{name}"),
+                    replacement: format!("/{name} "),
+                })
                 .collect();
             return Ok((0, candidates));
         }
@@ -68,7 +78,10 @@ mod tests {
     #[test]
     fn completes_commands_and_paths() {
         assert_eq!(complete("/hi"), ["/history "]);
-        assert_eq!(complete("/s"), ["/save ", "/sessions ", "/show ", "/size ", "/settings "]);
+        assert_eq!(
+            complete("/s"),
+            ["/save ", "/sessions ", "/show ", "/size ", "/settings "]
+        );
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("photo.png"), b"x").unwrap();
         let line = format!("/attach {}/pho", dir.path().display());
@@ -80,7 +93,10 @@ mod tests {
     fn hints_show_arguments() {
         let history = DefaultHistory::new();
         let ctx = Context::new(&history);
-        assert_eq!(PeelHelper::new().hint("/load", 5, &ctx).as_deref(), Some(" NAME"));
+        assert_eq!(
+            PeelHelper::new().hint("/load", 5, &ctx).as_deref(),
+            Some(" NAME")
+        );
         assert_eq!(PeelHelper::new().hint("/quit", 5, &ctx), None);
     }
 }

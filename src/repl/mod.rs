@@ -16,7 +16,11 @@ use helper::PeelHelper;
 
 /// The REPL. Line history lives in `history_file`. Returns when the person leaves.
 pub fn interactive(app: &mut App, history_file: &Path) -> Result<()> {
-    let config = Config::builder().auto_add_history(true).history_ignore_dups(true)?.max_history_size(5000)?.build();
+    let config = Config::builder()
+        .auto_add_history(true)
+        .history_ignore_dups(true)?
+        .max_history_size(5000)?
+        .build();
     let mut editor: Editor<PeelHelper, FileHistory> = Editor::with_config(config)?;
     editor.set_helper(Some(PeelHelper::new()));
     // A missing history file is the normal first run.
@@ -28,7 +32,10 @@ pub fn interactive(app: &mut App, history_file: &Path) -> Result<()> {
                 let flow = app.handle_line(&line);
                 // Save after every line: a killed REPL keeps what was typed.
                 if let Err(e) = editor.save_history(history_file) {
-                    app.ui.warn(&format!("could not save the line history to {}: {e}", history_file.display()));
+                    app.ui.warn(&format!(
+                        "could not save the line history to {}: {e}",
+                        history_file.display()
+                    ));
                 }
                 match flow {
                     Ok(Flow::Quit) => break,

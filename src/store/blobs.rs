@@ -24,12 +24,18 @@ pub struct Blob {
 
 impl Blob {
     pub fn new(bytes: Vec<u8>) -> Blob {
-        Blob { hash: hash_hex(&bytes), bytes }
+        Blob {
+            hash: hash_hex(&bytes),
+            bytes,
+        }
     }
 }
 
 pub fn hash_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// How a stored blob turns back into the string that was received.
@@ -50,12 +56,17 @@ impl Encoding {
     }
 
     fn from_name(name: &str) -> Option<Encoding> {
-        [Encoding::Base64, Encoding::Base64Url, Encoding::Text].into_iter().find(|e| e.name() == name)
+        [Encoding::Base64, Encoding::Base64Url, Encoding::Text]
+            .into_iter()
+            .find(|e| e.name() == name)
     }
 }
 
 fn to_blob(text: &str) -> (Blob, Encoding) {
-    for (engine, encoding) in [(&STANDARD, Encoding::Base64), (&URL_SAFE, Encoding::Base64Url)] {
+    for (engine, encoding) in [
+        (&STANDARD, Encoding::Base64),
+        (&URL_SAFE, Encoding::Base64Url),
+    ] {
         if let Ok(bytes) = engine.decode(text)
             && engine.encode(&bytes) == text
         {
@@ -91,12 +102,17 @@ pub fn externalize(parts: &[Part]) -> Result<(String, Vec<Blob>)> {
 }
 
 fn swap_out(object: &mut Map<String, Value>, key: &str, blobs: &mut Vec<Blob>) {
-    let Some(Value::String(text)) = object.get(key) else { return };
+    let Some(Value::String(text)) = object.get(key) else {
+        return;
+    };
     if text.len() < INLINE_LIMIT {
         return;
     }
     let (blob, encoding) = to_blob(text);
-    object.insert(key.to_string(), json!({ "$blob": blob.hash, "enc": encoding.name() }));
+    object.insert(
+        key.to_string(),
+        json!({ "$blob": blob.hash, "enc": encoding.name() }),
+    );
     blobs.push(blob);
 }
 
@@ -105,7 +121,10 @@ pub fn references(stored: &str) -> Result<Vec<String>> {
     let mut hashes = Vec::new();
     let value: Value = serde_json::from_str(stored)?;
     for part in value.as_array().into_iter().flatten() {
-        let slots = [part.get("inlineData").and_then(|d| d.get("data")), part.get("thoughtSignature")];
+        let slots = [
+            part.get("inlineData").and_then(|d| d.get("data")),
+            part.get("thoughtSignature"),
+        ];
         for slot in slots.into_iter().flatten() {
             if let Some(hash) = slot.get("$blob").and_then(Value::as_str) {
                 hashes.push(hash.to_string());
@@ -116,8 +135,12 @@ pub fn references(stored: &str) -> Result<Vec<String>> {
 }
 
 /// The parts as received, blobs put back; `fetch` reads a blob's bytes by hash.
-pub fn internalize(stored: &str, mut fetch: impl FnMut(&str) -> Result<Vec<u8>>) -> Result<Vec<Part>> {
-    let mut values: Vec<Value> = serde_json::from_str(stored).context("stored parts are not JSON")?;
+pub fn internalize(
+    stored: &str,
+    mut fetch: impl FnMut(&str) -> Result<Vec<u8>>,
+) -> Result<Vec<Part>> {
+    let mut values: Vec<Value> =
+        serde_json::from_str(stored).context("stored parts are not JSON")?;
     for value in &mut values {
         if let Some(object) = value.as_object_mut() {
             if let Some(Value::Object(inline)) = object.get_mut("inlineData") {
@@ -126,7 +149,10 @@ pub fn internalize(stored: &str, mut fetch: impl FnMut(&str) -> Result<Vec<u8>>)
             swap_in(object, "thoughtSignature", &mut fetch)?;
         }
     }
-    values.into_iter().map(|v| serde_json::from_value(v).context("stored part has the wrong shape")).collect()
+    values
+        .into_iter()
+        .map(|v| serde_json::from_value(v).context("stored part has the wrong shape"))
+        .collect()
 }
 
 fn swap_in(
@@ -134,10 +160,15 @@ fn swap_in(
     key: &str,
     fetch: &mut impl FnMut(&str) -> Result<Vec<u8>>,
 ) -> Result<()> {
-    let Some(Value::Object(reference)) = object.get(key) else { return Ok(()) };
+    let Some(Value::Object(reference)) = object.get(key) else {
+        return Ok(());
+    };
     let (Some(hash), Some(encoding)) = (
         reference.get("$blob").and_then(Value::as_str),
-        reference.get("enc").and_then(Value::as_str).and_then(Encoding::from_name),
+        reference
+            .get("enc")
+            .and_then(Value::as_str)
+            .and_then(Encoding::from_name),
     ) else {
         bail!("a stored part has a malformed blob reference")
     };
@@ -153,9 +184,15 @@ mod tests {
 
     fn round_trip(parts: &[Part]) -> (Vec<Part>, Vec<Blob>) {
         let (json, blobs) = externalize(parts).unwrap();
-        let by_hash: HashMap<_, _> = blobs.iter().map(|b| (b.hash.clone(), b.bytes.clone())).collect();
+        let by_hash: HashMap<_, _> = blobs
+            .iter()
+            .map(|b| (b.hash.clone(), b.bytes.clone()))
+            .collect();
         assert_eq!(references(&json).unwrap().len(), blobs.len());
-        (internalize(&json, |h| Ok(by_hash[h].clone())).unwrap(), blobs)
+        (
+            internalize(&json, |h| Ok(by_hash[h].clone())).unwrap(),
+            blobs,
+        )
     }
 
     #[test]
@@ -169,14 +206,25 @@ mod tests {
         let (back, blobs) = round_trip(&parts);
         assert_eq!(back, parts);
         assert_eq!(blobs.len(), 2);
-        assert_eq!(blobs[0].bytes.len(), 5000, "standard base64 is stored decoded");
-        assert_eq!(blobs[1].bytes.len(), 3000, "url-safe base64 is stored decoded");
+        assert_eq!(
+            blobs[0].bytes.len(),
+            5000,
+            "standard base64 is stored decoded"
+        );
+        assert_eq!(
+            blobs[1].bytes.len(),
+            3000,
+            "url-safe base64 is stored decoded"
+        );
     }
 
     #[test]
     fn non_canonical_values_are_kept_as_text() {
         let odd = format!("{}\n", STANDARD.encode(vec![1u8; 2000]));
-        let redacted = format!("<redacted live image data; length=439196>{}", " ".repeat(2000));
+        let redacted = format!(
+            "<redacted live image data; length=439196>{}",
+            " ".repeat(2000)
+        );
         let mut part = Part::image("image/png", odd);
         part.thought_signature = Some(redacted);
         let (back, blobs) = round_trip(std::slice::from_ref(&part));

@@ -26,7 +26,8 @@ pub fn migrate(conn: &mut Connection) -> Result<()> {
     }
     let tx = conn.transaction()?;
     for (index, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
-        tx.execute_batch(sql).with_context(|| format!("applying migration {}", index + 1))?;
+        tx.execute_batch(sql)
+            .with_context(|| format!("applying migration {}", index + 1))?;
     }
     tx.pragma_update(None, "user_version", target)?;
     tx.commit()?;
@@ -44,7 +45,11 @@ mod tests {
         assert_eq!(schema_version(&conn).unwrap(), MIGRATIONS.len() as i64);
         migrate(&mut conn).unwrap();
         let tables: i64 = conn
-            .query_row("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'sessions'", [], |r| r.get(0))
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'sessions'",
+                [],
+                |r| r.get(0),
+            )
             .unwrap();
         assert_eq!(tables, 1);
     }
@@ -65,11 +70,14 @@ mod tests {
             for sql in &MIGRATIONS[..start] {
                 conn.execute_batch(sql).unwrap();
             }
-            conn.pragma_update(None, "user_version", start as i64).unwrap();
+            conn.pragma_update(None, "user_version", start as i64)
+                .unwrap();
             conn.execute("INSERT INTO sessions (name, created_at, updated_at, used_at) VALUES ('s', 0, 0, 0)", [])
                 .unwrap();
             migrate(&mut conn).unwrap();
-            let n: i64 = conn.query_row("SELECT count(*) FROM sessions", [], |r| r.get(0)).unwrap();
+            let n: i64 = conn
+                .query_row("SELECT count(*) FROM sessions", [], |r| r.get(0))
+                .unwrap();
             assert_eq!(n, 1);
         }
     }

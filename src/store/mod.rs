@@ -71,7 +71,8 @@ impl ContentRow {
 
     /// How many images the user attached (user contents) or the model returned (model contents).
     pub fn image_count(&self) -> usize {
-        let parts: Vec<serde_json::Value> = serde_json::from_str(&self.parts_json).unwrap_or_default();
+        let parts: Vec<serde_json::Value> =
+            serde_json::from_str(&self.parts_json).unwrap_or_default();
         parts
             .iter()
             .filter(|p| p.get("thought") != Some(&serde_json::Value::Bool(true)))
@@ -119,7 +120,9 @@ const SESSION_COLUMNS: &str =
     "id, name, head_id, settings, origin_session, origin_head_id, created_at, updated_at";
 
 fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 fn session_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<SessionRow> {
@@ -156,7 +159,8 @@ impl Store {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
-        let conn = Connection::open(path).with_context(|| format!("opening database {}", path.display()))?;
+        let conn = Connection::open(path)
+            .with_context(|| format!("opening database {}", path.display()))?;
         Store::setup(conn).with_context(|| format!("opening database {}", path.display()))
     }
 
@@ -183,21 +187,33 @@ impl Store {
 
     pub fn session(&self, name: &str) -> Result<Option<SessionRow>> {
         let sql = format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE name = ?1");
-        Ok(self.conn.query_row(&sql, [name], session_from_row).optional()?)
+        Ok(self
+            .conn
+            .query_row(&sql, [name], session_from_row)
+            .optional()?)
     }
 
     pub fn session_by_id(&self, id: i64) -> Result<SessionRow> {
         let sql = format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE id = ?1");
-        self.conn.query_row(&sql, [id], session_from_row).context("the session is gone from the database")
+        self.conn
+            .query_row(&sql, [id], session_from_row)
+            .context("the session is gone from the database")
     }
 
     /// The session opened or changed last, for `peel -r`.
     pub fn most_recent_session(&self) -> Result<Option<SessionRow>> {
-        let sql = format!("SELECT {SESSION_COLUMNS} FROM sessions ORDER BY used_at DESC, id DESC LIMIT 1");
+        let sql = format!(
+            "SELECT {SESSION_COLUMNS} FROM sessions ORDER BY used_at DESC, id DESC LIMIT 1"
+        );
         Ok(self.conn.query_row(&sql, [], session_from_row).optional()?)
     }
 
-    pub fn create_session(&self, name: &str, settings: &Settings, head_id: Option<i64>) -> Result<SessionRow> {
+    pub fn create_session(
+        &self,
+        name: &str,
+        settings: &Settings,
+        head_id: Option<i64>,
+    ) -> Result<SessionRow> {
         let now = now_ms();
         self.conn
             .execute(
@@ -213,7 +229,10 @@ impl Store {
         if self.session(name)?.is_some_and(|s| s.id != id) {
             bail!("a session named {name:?} already exists");
         }
-        self.conn.execute("UPDATE sessions SET name = ?2, updated_at = ?3 WHERE id = ?1", params![id, name, now_ms()])?;
+        self.conn.execute(
+            "UPDATE sessions SET name = ?2, updated_at = ?3 WHERE id = ?1",
+            params![id, name, now_ms()],
+        )?;
         Ok(())
     }
 
@@ -227,7 +246,10 @@ impl Store {
 
     /// Marks the session as the one in use, for `peel -r`.
     pub fn touch(&self, id: i64) -> Result<()> {
-        self.conn.execute("UPDATE sessions SET used_at = ?2 WHERE id = ?1", params![id, now_ms()])?;
+        self.conn.execute(
+            "UPDATE sessions SET used_at = ?2 WHERE id = ?1",
+            params![id, now_ms()],
+        )?;
         Ok(())
     }
 
@@ -249,7 +271,11 @@ impl Store {
              LEFT JOIN contents head ON head.id = s.head_id
              LEFT JOIN contents prompt ON prompt.id = head.parent_id
              ORDER BY s.updated_at DESC, s.id DESC",
-            SESSION_COLUMNS.split(", ").map(|c| format!("s.{c}")).collect::<Vec<_>>().join(", ")
+            SESSION_COLUMNS
+                .split(", ")
+                .map(|c| format!("s.{c}"))
+                .collect::<Vec<_>>()
+                .join(", ")
         );
         let mut stmt = self.conn.prepare(&sql)?;
         let rows = stmt.query_map([], |row| {
@@ -261,7 +287,11 @@ impl Store {
         for row in rows {
             let (session, depth, prompt) = row?;
             let last_prompt = prompt.map(|parts_json| visible_text(&parts_json));
-            out.push(SessionSummary { session, turns: depth.map_or(0, |d| (d + 1) / 2), last_prompt });
+            out.push(SessionSummary {
+                session,
+                turns: depth.map_or(0, |d| (d + 1) / 2),
+                last_prompt,
+            });
         }
         Ok(out)
     }
@@ -270,7 +300,9 @@ impl Store {
 
     /// The contents from the root to `head`, in order, parts still referring to blobs.
     pub fn chain(&self, head: Option<i64>) -> Result<Vec<ContentRow>> {
-        let Some(head) = head else { return Ok(Vec::new()) };
+        let Some(head) = head else {
+            return Ok(Vec::new());
+        };
         let mut stmt = self.conn.prepare_cached(
             "WITH RECURSIVE chain(id) AS (
                  SELECT ?1
@@ -281,7 +313,9 @@ impl Store {
              FROM chain JOIN contents c ON c.id = chain.id
              ORDER BY c.depth",
         )?;
-        let rows = stmt.query_map([head], content_from_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
+        let rows = stmt
+            .query_map([head], content_from_row)?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(rows)
     }
 
@@ -296,14 +330,22 @@ impl Store {
         self.chain(head)?
             .iter()
             .map(|row| {
-                Ok(Content { role: Some(row.role.clone()), parts: self.parts(row)?, extra: Default::default() })
+                Ok(Content {
+                    role: Some(row.role.clone()),
+                    parts: self.parts(row)?,
+                    extra: Default::default(),
+                })
             })
             .collect()
     }
 
     pub fn blob(&self, hash: &str) -> Result<Vec<u8>> {
-        let mut stmt = self.conn.prepare_cached("SELECT bytes FROM blobs WHERE hash = ?1")?;
-        stmt.query_row([hash], |r| r.get(0)).optional()?.with_context(|| format!("blob {hash} is missing"))
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT bytes FROM blobs WHERE hash = ?1")?;
+        stmt.query_row([hash], |r| r.get(0))
+            .optional()?
+            .with_context(|| format!("blob {hash} is missing"))
     }
 
     /// Records a finished turn in one transaction: blobs, the user content, the model content, and the session's
@@ -321,18 +363,29 @@ impl Store {
         let (model_json, model_blobs) = blobs::externalize(&model.parts)?;
         new_blobs.extend(model_blobs);
         let now = now_ms();
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
         {
-            let mut put_blob = tx.prepare_cached("INSERT OR IGNORE INTO blobs (hash, bytes) VALUES (?1, ?2)")?;
+            let mut put_blob =
+                tx.prepare_cached("INSERT OR IGNORE INTO blobs (hash, bytes) VALUES (?1, ?2)")?;
             for blob in &new_blobs {
                 put_blob.execute(params![blob.hash, blob.bytes])?;
             }
         }
         let parent_depth: i64 = match expected_head {
-            Some(head) => tx.query_row("SELECT depth FROM contents WHERE id = ?1", [head], |r| r.get(0))?,
+            Some(head) => {
+                tx.query_row("SELECT depth FROM contents WHERE id = ?1", [head], |r| {
+                    r.get(0)
+                })?
+            }
             None => -1,
         };
-        let insert_content = |parent: Option<i64>, depth: i64, role: &str, parts: &str, meta: &str| {
+        let insert_content = |parent: Option<i64>,
+                              depth: i64,
+                              role: &str,
+                              parts: &str,
+                              meta: &str| {
             tx.execute(
                 "INSERT INTO contents (parent_id, depth, role, parts, meta, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 params![parent, depth, role, parts, meta, now],
@@ -340,11 +393,19 @@ impl Store {
             .map(|_| tx.last_insert_rowid())
         };
         let user_id = insert_content(expected_head, parent_depth + 1, "user", &user_json, "{}")?;
-        let model_id =
-            insert_content(Some(user_id), parent_depth + 2, "model", &model_json, &serde_json::to_string(meta)?)?;
+        let model_id = insert_content(
+            Some(user_id),
+            parent_depth + 2,
+            "model",
+            &model_json,
+            &serde_json::to_string(meta)?,
+        )?;
         for (id, json) in [(user_id, &user_json), (model_id, &model_json)] {
             for hash in blobs::references(json)? {
-                tx.execute("INSERT OR IGNORE INTO content_blobs (content_id, hash) VALUES (?1, ?2)", params![id, hash])?;
+                tx.execute(
+                    "INSERT OR IGNORE INTO content_blobs (content_id, hash) VALUES (?1, ?2)",
+                    params![id, hash],
+                )?;
             }
         }
         let moved = tx.execute(
@@ -354,15 +415,19 @@ impl Store {
         let branched_to = if moved == 1 {
             None
         } else {
-            let (name, settings): (String, String) =
-                tx.query_row("SELECT name, settings FROM sessions WHERE id = ?1", [session_id], |r| {
-                    Ok((r.get(0)?, r.get(1)?))
-                })?;
+            let (name, settings): (String, String) = tx.query_row(
+                "SELECT name, settings FROM sessions WHERE id = ?1",
+                [session_id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
             let mut branch = String::new();
             for n in 2.. {
                 branch = format!("{name}~{n}");
-                let taken: bool =
-                    tx.query_row("SELECT EXISTS (SELECT 1 FROM sessions WHERE name = ?1)", [&branch], |r| r.get(0))?;
+                let taken: bool = tx.query_row(
+                    "SELECT EXISTS (SELECT 1 FROM sessions WHERE name = ?1)",
+                    [&branch],
+                    |r| r.get(0),
+                )?;
                 if !taken {
                     break;
                 }
@@ -377,20 +442,31 @@ impl Store {
         };
         tx.commit()?;
         let branched_to = branched_to.map(|id| self.session_by_id(id)).transpose()?;
-        Ok(Appended { user_id, model_id, turn: (parent_depth + 2) / 2 + 1, branched_to })
+        Ok(Appended {
+            user_id,
+            model_id,
+            turn: (parent_depth + 2) / 2 + 1,
+            branched_to,
+        })
     }
 
     /// Bytes the database file holds in use (pages × page size), for measurements.
     pub fn used_bytes(&self) -> Result<i64> {
         let pages: i64 = self.conn.query_row("PRAGMA page_count", [], |r| r.get(0))?;
-        let free: i64 = self.conn.query_row("PRAGMA freelist_count", [], |r| r.get(0))?;
+        let free: i64 = self
+            .conn
+            .query_row("PRAGMA freelist_count", [], |r| r.get(0))?;
         let size: i64 = self.conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
         Ok((pages - free) * size)
     }
 
     /// Total bytes of all blobs.
     pub fn blob_bytes(&self) -> Result<i64> {
-        Ok(self.conn.query_row("SELECT coalesce(sum(length(bytes)), 0) FROM blobs", [], |r| r.get(0))?)
+        Ok(self.conn.query_row(
+            "SELECT coalesce(sum(length(bytes)), 0) FROM blobs",
+            [],
+            |r| r.get(0),
+        )?)
     }
 }
 
@@ -416,20 +492,37 @@ mod tests {
         image.thought_signature = Some(STANDARD.encode(vec![seed ^ 0xff; 4096]));
         Content {
             role: Some("model".into()),
-            parts: vec![Part { text: Some("thinking".into()), thought: Some(true), ..Part::default() }, image],
+            parts: vec![
+                Part {
+                    text: Some("thinking".into()),
+                    thought: Some(true),
+                    ..Part::default()
+                },
+                image,
+            ],
             extra: Default::default(),
         }
     }
 
     fn turn(store: &mut Store, session: &SessionRow, head: Option<i64>, seed: u8) -> Appended {
         let user = Content::user(vec![Part::text(format!("prompt {seed}"))]);
-        store.append_turn(session.id, head, &user, &model_answer(seed), &TurnMeta::default()).unwrap()
+        store
+            .append_turn(
+                session.id,
+                head,
+                &user,
+                &model_answer(seed),
+                &TurnMeta::default(),
+            )
+            .unwrap()
     }
 
     #[test]
     fn turns_chain_and_round_trip() {
         let mut store = Store::open_in_memory().unwrap();
-        let s = store.create_session("fox", &Settings::default(), None).unwrap();
+        let s = store
+            .create_session("fox", &Settings::default(), None)
+            .unwrap();
         let a = turn(&mut store, &s, None, 1);
         let b = turn(&mut store, &s, Some(a.model_id), 2);
         assert_eq!((a.turn, b.turn), (1, 2));
@@ -438,13 +531,18 @@ mod tests {
         assert_eq!(contents[3], model_answer(2));
         assert_eq!(contents[2].parts[0].text.as_deref(), Some("prompt 2"));
         let summary = &store.list_sessions().unwrap()[0];
-        assert_eq!((summary.turns, summary.last_prompt.as_deref()), (2, Some("prompt 2")));
+        assert_eq!(
+            (summary.turns, summary.last_prompt.as_deref()),
+            (2, Some("prompt 2"))
+        );
     }
 
     #[test]
     fn blobs_are_stored_once() {
         let mut store = Store::open_in_memory().unwrap();
-        let s = store.create_session("a", &Settings::default(), None).unwrap();
+        let s = store
+            .create_session("a", &Settings::default(), None)
+            .unwrap();
         let first = turn(&mut store, &s, None, 9);
         turn(&mut store, &s, Some(first.model_id), 9);
         assert_eq!(store.blob_bytes().unwrap(), 2 * 4096);
@@ -453,7 +551,9 @@ mod tests {
     #[test]
     fn a_moved_head_sends_the_turn_to_a_new_branch() {
         let mut store = Store::open_in_memory().unwrap();
-        let s = store.create_session("fox", &Settings::default(), None).unwrap();
+        let s = store
+            .create_session("fox", &Settings::default(), None)
+            .unwrap();
         let first = turn(&mut store, &s, None, 1);
         turn(&mut store, &s, Some(first.model_id), 2); // "the other process"
         let late = turn(&mut store, &s, Some(first.model_id), 3);
@@ -461,7 +561,10 @@ mod tests {
         assert_eq!(branch.name, "fox~2");
         assert_eq!(branch.origin_session.as_deref(), Some("fox"));
         assert_eq!(branch.head_id, Some(late.model_id));
-        assert_ne!(store.session("fox").unwrap().unwrap().head_id, Some(late.model_id));
+        assert_ne!(
+            store.session("fox").unwrap().unwrap().head_id,
+            Some(late.model_id)
+        );
     }
 
     #[test]
