@@ -5,7 +5,10 @@ use anyhow::{Context, Result, bail};
 use rusqlite::Connection;
 
 /// Every migration, in order. The schema version is the number of entries applied.
-pub const MIGRATIONS: &[&str] = &[include_str!("../../migrations/0001_init.sql")];
+pub const MIGRATIONS: &[&str] = &[
+    include_str!("../../migrations/0001_init.sql"),
+    include_str!("../../migrations/0002_branches.sql"),
+];
 
 pub fn schema_version(conn: &Connection) -> Result<i64> {
     Ok(conn.query_row("PRAGMA user_version", [], |row| row.get(0))?)

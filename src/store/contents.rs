@@ -1,0 +1,161 @@
+//! Contents: the conversation tree. A turn appends two rows (the prompt and the answer) in one transaction.
+
+use anyhow::{Context, Result};
+use rusqlite::{Connection, TransactionBehavior, params};
+
+use super::sessions::{branch_name_in, insert_session};
+use super::{Appended, ContentRow, SessionRow, Store, TurnMeta, blobs, now_ms};
+use crate::gemini::types::{Content, Part};
+use crate::settings::Settings;
+
+const CONTENT_COLUMNS: &str = "c.id, c.parent_id, c.depth, c.role, c.parts, c.meta, c.created_at";
+
+fn content_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ContentRow> {
+    let meta: String = row.get(5)?;
+    Ok(ContentRow {
+        id: row.get(0)?,
+        parent_id: row.get(1)?,
+        depth: row.get(2)?,
+        role: row.get(3)?,
+        parts_json: row.get(4)?,
+        meta: serde_json::from_str(&meta).unwrap_or_default(),
+        created_at: row.get(6)?,
+    })
+}
+
+/// A finished turn to record: the prompt as sent and the answer exactly as received.
+#[derive(Debug, Clone, Copy)]
+pub struct NewTurn<'a> {
+    pub user: &'a Content,
+    pub model: &'a Content,
+    pub meta: &'a TurnMeta,
+}
+
+/// Inserts a turn's blobs and two contents under `parent`, owned by `session_id`; returns (user id, model id).
+fn insert_turn(conn: &Connection, session_id: i64, parent: Option<i64>, turn: NewTurn<'_>) -> Result<(i64, i64)> {
+    let (user_json, mut new_blobs) = blobs::externalize(&turn.user.parts)?;
+    let (model_json, model_blobs) = blobs::externalize(&turn.model.parts)?;
+    new_blobs.extend(model_blobs);
+    let mut put_blob = conn.prepare_cached("INSERT OR IGNORE INTO blobs (hash, bytes) VALUES (?1, ?2)")?;
+    for blob in &new_blobs {
+        put_blob.execute(params![blob.hash, blob.bytes])?;
+    }
+    let parent_depth: i64 = match parent {
+        Some(id) => conn.query_row("SELECT depth FROM contents WHERE id = ?1", [id], |r| r.get(0))?,
+        None => -1,
+    };
+    let now = now_ms();
+    let mut insert = conn.prepare_cached(
+        "INSERT INTO contents (parent_id, depth, role, parts, meta, created_at, session_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?;
+    insert.execute(params![parent, parent_depth + 1, "user", user_json, "{}", now, session_id])?;
+    let user_id = conn.last_insert_rowid();
+    let meta = serde_json::to_string(turn.meta)?;
+    insert.execute(params![user_id, parent_depth + 2, "model", model_json, meta, now, session_id])?;
+    let model_id = conn.last_insert_rowid();
+    let mut link = conn.prepare_cached("INSERT OR IGNORE INTO content_blobs (content_id, hash) VALUES (?1, ?2)")?;
+    for (id, json) in [(user_id, &user_json), (model_id, &model_json)] {
+        for hash in blobs::references(json)? {
+            link.execute(params![id, hash])?;
+        }
+    }
+    Ok((user_id, model_id))
+}
+
+impl Store {
+    /// The contents from the root to `head`, in order, parts still referring to blobs.
+    pub fn chain(&self, head: Option<i64>) -> Result<Vec<ContentRow>> {
+        let Some(head) = head else { return Ok(Vec::new()) };
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "WITH RECURSIVE chain(id) AS (
+                 SELECT ?1
+                 UNION ALL
+                 SELECT c.parent_id FROM contents c JOIN chain ON c.id = chain.id WHERE c.parent_id IS NOT NULL
+             )
+             SELECT {CONTENT_COLUMNS} FROM chain JOIN contents c ON c.id = chain.id ORDER BY c.depth"
+        ))?;
+        let rows = stmt.query_map([head], content_from_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
+    /// Every content descending from `root` (the whole family of a thread: branches, retries, undone turns), and
+    /// from the other first turns `session` made (a retried first turn starts a root of its own), ordered so that
+    /// parents come before children and siblings in the order they were made.
+    pub fn family(&self, root: i64, session: Option<i64>) -> Result<Vec<ContentRow>> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "WITH RECURSIVE family(id) AS (
+                 SELECT id FROM contents WHERE parent_id IS NULL AND (id = ?1 OR session_id IS ?2)
+                 UNION ALL
+                 SELECT c.id FROM contents c JOIN family f ON c.parent_id = f.id
+             )
+             SELECT {CONTENT_COLUMNS} FROM family JOIN contents c ON c.id = family.id ORDER BY c.depth, c.id"
+        ))?;
+        let rows = stmt.query_map(params![root, session], content_from_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
+    /// A content's parts exactly as they were received or sent.
+    pub fn parts(&self, row: &ContentRow) -> Result<Vec<Part>> {
+        blobs::internalize(&row.parts_json, |hash| self.blob(hash))
+            .with_context(|| format!("reading content {} from the database", row.id))
+    }
+
+    /// The whole `contents` of a request, from the root to `head`.
+    pub fn contents(&self, head: Option<i64>) -> Result<Vec<Content>> {
+        self.chain(head)?
+            .iter()
+            .map(|row| {
+                Ok(Content { role: Some(row.role.clone()), parts: self.parts(row)?, extra: Default::default() })
+            })
+            .collect()
+    }
+
+    /// Records a finished turn in one transaction: blobs, the prompt and the answer (under `parent`: the head, or
+    /// an earlier content for a retry), and the session's head. The head moves only if it is still
+    /// `expected_head` (what this process last saw); if another process moved it meanwhile, the turn goes to a new
+    /// branch instead, so neither process loses work.
+    pub fn append_turn(
+        &mut self,
+        session_id: i64,
+        expected_head: Option<i64>,
+        parent: Option<i64>,
+        turn: NewTurn<'_>,
+    ) -> Result<Appended> {
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let (name, head, settings): (String, Option<i64>, String) =
+            tx.query_row("SELECT name, head_id, settings FROM sessions WHERE id = ?1", [session_id], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })?;
+        let branched = head != expected_head;
+        let owner = if branched {
+            let branch = branch_name_in(&tx, &name)?;
+            let settings: Settings = serde_json::from_str(&settings).unwrap_or_default();
+            insert_session(&tx, &branch, &settings, None, Some((&name, parent)))?
+        } else {
+            session_id
+        };
+        let (user_id, model_id) = insert_turn(&tx, owner, parent, turn)?;
+        tx.execute(
+            "UPDATE sessions SET head_id = ?2, redo = '[]', updated_at = ?3, used_at = ?3 WHERE id = ?1",
+            params![owner, model_id, now_ms()],
+        )?;
+        tx.commit()?;
+        let depth: i64 = self.conn.query_row("SELECT depth FROM contents WHERE id = ?1", [model_id], |r| r.get(0))?;
+        let branched_to = if branched { Some(self.session_by_id(owner)?) } else { None };
+        Ok(Appended { user_id, model_id, turn: depth / 2 + 1, branched_to })
+    }
+
+    /// A thread brought in from elsewhere (`peel import`), as a new session, in one transaction.
+    pub fn import_thread(&mut self, name: &str, settings: &Settings, turns: &[NewTurn<'_>]) -> Result<SessionRow> {
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let id = insert_session(&tx, name, settings, None, None)?;
+        let mut head = None;
+        for turn in turns {
+            head = Some(insert_turn(&tx, id, head, *turn)?.1);
+        }
+        tx.execute("UPDATE sessions SET head_id = ?2 WHERE id = ?1", params![id, head])?;
+        tx.commit()?;
+        self.session_by_id(id)
+    }
+}
