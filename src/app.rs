@@ -5,8 +5,6 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
 use serde_json::json;
 
 use crate::gemini::outcome::{Outcome, classify};
@@ -16,7 +14,7 @@ use crate::images::{self, Attachment};
 use crate::render::{self, one_line, thousands};
 use crate::repl::command::{self, Command, Line};
 use crate::session::{Session, Turn};
-use crate::store::{ImageMeta, Store, TurnMeta};
+use crate::store::{ImageMeta, NewTurn, Store, TurnMeta};
 use crate::ui::Ui;
 
 /// Ctrl-C during a request: nothing was recorded.
@@ -39,16 +37,13 @@ pub struct App {
     pub store: Store,
     pub session: Session,
     pub ui: Ui,
-    backend: Backend,
-    out_dir: PathBuf,
-    runtime: tokio::runtime::Runtime,
-}
-
-/// An answer image decoded and measured, ready to be written to disk.
-struct AnswerImage {
-    bytes: Vec<u8>,
-    meta: ImageMeta,
-    ext: &'static str,
+    pub(crate) backend: Backend,
+    pub(crate) out_dir: PathBuf,
+    pub(crate) runtime: tokio::runtime::Runtime,
+    /// The last prompt, while its turn failed (refused, an error, cancelled): `/retry` sends it again.
+    pub(crate) failed_prompt: Option<String>,
+    /// Use streamGenerateContent (`--stream`, `/stream`): on by default in the interactive REPL.
+    pub stream: bool,
 }
 
 impl App {
@@ -69,6 +64,8 @@ impl App {
             backend,
             out_dir,
             runtime,
+            failed_prompt: None,
+            stream: false,
         })
     }
 
@@ -85,19 +82,31 @@ impl App {
 
     /// Sends the whole history plus this prompt (and the attachments), and records the answer in one transaction.
     pub fn prompt(&mut self, prompt: &str) -> Result<()> {
+        let user = self.session.user_content(prompt);
+        let head = self.session.head();
+        let result = self.send_turn(user, head, prompt);
+        self.failed_prompt = result.is_err().then(|| prompt.to_string());
+        result
+    }
+
+    /// Sends the history up to `parent` plus `user` and records the answer under `parent`: normally the head, or
+    /// the content before the last turn for a retry.
+    pub(crate) fn send_turn(&mut self, user: Content, parent: Option<i64>, prompt: &str) -> Result<()> {
         let generation_config = self.session.settings.generation_config()?;
         let model = self.session.settings.model.clone();
-        if let Some(info) = models::info(&model) {
-            let references = self.reference_count() + self.session.attachments.len();
-            if references > info.max_reference_images.max(14) {
-                bail!(
-                    "{model} takes at most 14 images in a request; this one would carry {references}"
-                );
-            }
-        }
-        let user = self.session.user_content(prompt);
-        let mut contents = self.store.contents(self.session.head())?;
+        let mut contents = self.store.contents(parent)?;
         contents.push(user.clone());
+        let references = contents
+            .iter()
+            .filter(|c| !c.is_model())
+            .flat_map(|c| &c.parts)
+            .filter(|p| p.inline_data.is_some())
+            .count();
+        if let Some(info) = models::info(&model)
+            && references > info.max_reference_images.max(14)
+        {
+            bail!("{model} takes at most 14 reference images in a request; this one would carry {references}");
+        }
         let request = GenerateContentRequest {
             contents,
             generation_config,
@@ -107,14 +116,18 @@ impl App {
 
         let started = Instant::now();
         let spinner = self.ui.spinner(&model);
+        let live = self
+            .ui
+            .live(spinner.as_ref(), self.session.settings.thoughts);
+        let progress = |p: crate::gemini::Progress<'_>| live.show(p);
         let backend = &self.backend;
         let answer = self.runtime.block_on(async {
             tokio::select! {
-                response = backend.generate(&model, &request) => Some(response),
+                response = backend.generate(&model, &request, self.stream, &progress) => Some(response),
                 _ = tokio::signal::ctrl_c() => None,
             }
         });
-        if let Some(spinner) = spinner {
+        if let Some(spinner) = &spinner {
             spinner.finish_and_clear();
         }
         let elapsed = started.elapsed();
@@ -141,7 +154,7 @@ impl App {
                 );
             }
         };
-        let answer_images = decode_answer_images(&content);
+        let answer_images = images::answer_images(&content);
         let meta = TurnMeta {
             settings: Some(self.session.settings.clone()),
             finish_reason,
@@ -160,9 +173,8 @@ impl App {
 
         let head = self.session.head();
         let session_id = self.session.ensure_stored(&self.store, prompt)?.id;
-        let appended = self
-            .store
-            .append_turn(session_id, head, &user, &content, &meta)?;
+        let turn = NewTurn { user: &user, model: &content, meta: &meta };
+        let appended = self.store.append_turn(session_id, head, parent, turn)?;
         self.session.attachments.clear();
         match appended.branched_to {
             Some(branch) => {
@@ -180,22 +192,10 @@ impl App {
                     .as_mut()
                     .expect("ensure_stored just stored the session");
                 row.head_id = Some(appended.model_id);
+                row.redo.clear();
             }
         }
         self.show_answer(appended.turn, &content, &meta, &answer_images)
-    }
-
-    /// Images already in the history (the user's and the model's), which are sent again.
-    fn reference_count(&self) -> usize {
-        self.session
-            .turns(&self.store)
-            .map(|turns| {
-                turns
-                    .iter()
-                    .map(|t| t.user.image_count() + t.model.image_count())
-                    .sum()
-            })
-            .unwrap_or(0)
     }
 
     fn show_answer(
@@ -203,7 +203,7 @@ impl App {
         turn: i64,
         content: &Content,
         meta: &TurnMeta,
-        images: &[AnswerImage],
+        images: &[images::AnswerImage],
     ) -> Result<()> {
         let text = content.answer_text();
         if !text.trim().is_empty() {
@@ -290,6 +290,13 @@ impl App {
             }
             Command::Sessions => self.list_sessions()?,
             Command::History => self.history()?,
+            Command::Branch { name, at } => self.branch(name, at)?,
+            Command::Undo => self.undo()?,
+            Command::Redo => self.redo()?,
+            Command::Retry => self.retry()?,
+            Command::Tree => self.tree()?,
+            Command::Delete(name) => self.delete(&name)?,
+            Command::Export(dir) => self.export(dir)?,
             Command::Show(turn) => self.show(turn)?,
             Command::Model(None) => self.list_models(),
             Command::Model(Some(id)) => self.set_model(&id)?,
@@ -403,7 +410,7 @@ impl App {
     }
 
     /// A turn's answer images on disk (written again from the database if they were moved or deleted).
-    fn turn_files(&self, turn: &Turn) -> Result<Vec<(PathBuf, Vec<u8>)>> {
+    pub(crate) fn turn_files(&self, turn: &Turn) -> Result<Vec<(PathBuf, Vec<u8>)>> {
         let parts = self.store.parts(&turn.model)?;
         let content = Content {
             role: Some("model".into()),
@@ -411,7 +418,7 @@ impl App {
             extra: Default::default(),
         };
         let mut files = Vec::new();
-        for (index, image) in decode_answer_images(&content).into_iter().enumerate() {
+        for (index, image) in images::answer_images(&content).into_iter().enumerate() {
             let path = images::output_path(
                 &self.out_dir,
                 self.session.name(),
@@ -464,6 +471,7 @@ impl App {
                 .say(&format!("session {} has no turns yet", self.session.name()));
             return Ok(());
         }
+        let notes = self.history_notes()?;
         let rows: Vec<Vec<String>> = turns
             .iter()
             .map(|t| {
@@ -496,13 +504,15 @@ impl App {
                         .and_then(|u| u.total_token_count)
                         .map_or("-".into(), thousands),
                     format!("${:.3}", meta.cost_usd),
+                    notes.get(&t.model.id).map_or(String::new(), |n| n.join("; ")),
                 ]
             })
             .collect();
         let total: f64 = turns.iter().map(|t| t.model.meta.cost_usd).sum();
-        let mut text = render::table(&["turn", "prompt", "image", "tokens", "cost"], &rows);
+        let header = ["turn", "prompt", "image", "tokens", "cost", "notes"];
+        let mut text = render::table(&header, &rows);
         text.push_str(&format!(
-            "{}, ${total:.3} estimated",
+            "{}, ${total:.3} estimated; /branch NAME @TURN continues from any take, /tree shows them all",
             render::count(turns.len(), "turn")
         ));
         self.ui.say(&text);
@@ -529,7 +539,11 @@ impl App {
                     s.turns.to_string(),
                     render::timestamp(s.session.updated_at),
                     s.session.settings.model.clone(),
-                    s.session.origin_session.clone().unwrap_or_default(),
+                    match (&s.session.origin_session, s.origin_turn) {
+                        (Some(from), Some(turn)) => format!("{from}@{turn}"),
+                        (Some(from), None) => from.clone(),
+                        (None, _) => String::new(),
+                    },
                     s.last_prompt
                         .as_deref()
                         .map_or(String::new(), |p| one_line(p, 40)),
@@ -613,26 +627,6 @@ impl App {
             self.out_dir.join(self.session.name()).display(),
         )
     }
-}
-
-/// The answer's images that decode, typed by their bytes. A value that is not an image (a redacted capture, say) is
-/// left out rather than written as a broken file; the caller says so.
-fn decode_answer_images(content: &Content) -> Vec<AnswerImage> {
-    content
-        .answer_images()
-        .filter_map(|inline| {
-            let bytes = STANDARD.decode(inline.data.as_bytes()).ok()?;
-            let (mime, ext) = images::sniff(&bytes)?;
-            let (width, height) = images::dimensions(&bytes).unwrap_or((0, 0));
-            let meta = ImageMeta {
-                mime: mime.to_string(),
-                width,
-                height,
-                bytes: bytes.len() as u64,
-            };
-            Some(AnswerImage { bytes, meta, ext })
-        })
-        .collect()
 }
 
 /// The estimated price of a turn: its images at the model's per-image price, plus input tokens where the price of

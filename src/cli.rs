@@ -48,27 +48,57 @@ pub struct Cli {
     #[arg(short, long = "image", value_name = "PATH")]
     pub images: Vec<PathBuf>,
 
-    /// Where images are written: DIR/<session>/<turn>.<ext>
-    #[arg(
-        short,
-        long,
-        value_name = "DIR",
-        env = "PEEL_OUT",
-        default_value = "peel-out"
-    )]
-    pub out: PathBuf,
+    /// Where images are written: DIR/<session>/<turn>.<ext> [default: the config's out, else peel-out]
+    #[arg(short, long, value_name = "DIR", env = "PEEL_OUT")]
+    pub out: Option<PathBuf>,
 
     /// The SQLite database [default: <data dir>/peel/peel.db]
     #[arg(long, value_name = "PATH", env = "PEEL_DB")]
     pub db: Option<PathBuf>,
 
-    /// Any server that speaks the Gemini protocol
-    #[arg(long, value_name = "URL", env = "PEEL_BASE_URL", default_value = crate::gemini::client::DEFAULT_BASE_URL)]
-    pub base_url: String,
+    /// The config file of profiles and defaults [default: <config dir>/peel/config.toml]
+    #[arg(long, value_name = "PATH", env = "PEEL_CONFIG")]
+    pub config: Option<PathBuf>,
 
-    /// How the key travels
-    #[arg(long, value_enum, default_value_t)]
-    pub auth: Auth,
+    /// A provider profile of the config file [default: the config's `profile`, else the Gemini API]
+    #[arg(short, long, value_name = "NAME", env = "PEEL_PROFILE")]
+    pub profile: Option<String>,
+
+    /// Any server that speaks the Gemini protocol [default: https://generativelanguage.googleapis.com]
+    #[arg(long, value_name = "URL", env = "PEEL_BASE_URL")]
+    pub base_url: Option<String>,
+
+    /// How the key travels [default: header]
+    #[arg(long, value_enum)]
+    pub auth: Option<Auth>,
+
+    /// Use Vertex AI: with --project, an OAuth token from the profile's token_cmd; without, express mode with a key
+    #[arg(long)]
+    pub vertex: bool,
+
+    /// Vertex AI project
+    #[arg(long, value_name = "P", env = "GOOGLE_CLOUD_PROJECT")]
+    pub project: Option<String>,
+
+    /// Vertex AI location [default: global]
+    #[arg(long, value_name = "L", env = "GOOGLE_CLOUD_LOCATION")]
+    pub location: Option<String>,
+
+    /// Stream answers (thought summaries and text appear as they arrive) [default: in the interactive REPL]
+    #[arg(long, overrides_with = "no_stream")]
+    pub stream: bool,
+
+    /// Do not stream answers
+    #[arg(long, overrides_with = "stream")]
+    pub no_stream: bool,
+
+    /// Ask for thought summaries and show them (not on gemini-2.5-flash-image)
+    #[arg(long)]
+    pub thoughts: bool,
+
+    /// Ground answers in Google Search and list the sources
+    #[arg(long)]
+    pub search: bool,
 
     /// Inline image previews (only ever on a terminal)
     #[arg(long, value_enum, env = "PEEL_PREVIEW", default_value_t)]
@@ -95,6 +125,21 @@ pub struct Cli {
 pub enum Command {
     /// List sessions (name, turns, updated, last prompt)
     Sessions,
+    /// Write a session's images, transcript.md and thread.json into DIR
+    Export {
+        /// The session
+        name: String,
+        /// The folder to write (created if needed)
+        dir: PathBuf,
+    },
+    /// Bring a thread.json (from `peel export`) into the database as a new session
+    Import {
+        /// The thread.json file
+        file: PathBuf,
+        /// The new session's name (default: the exported name; a taken name gets a suffix)
+        #[arg(long)]
+        name: Option<String>,
+    },
     /// Print a shell completion script
     Completions {
         #[arg(value_enum)]

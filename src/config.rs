@@ -1,12 +1,18 @@
-//! Everything a run needs, resolved once: flags win over the environment, the environment over defaults.
+//! Everything a run needs, resolved once: flags win over the environment, the environment over the config file
+//! (`<config dir>/peel/config.toml`, its top-level keys under the chosen profile's), the file over defaults.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
 
 use crate::cli::Cli;
-use crate::gemini::{Backend, Client, ClientConfig, models};
+use crate::gemini::auth::{self, Credential, DEFAULT_TOKEN_CMD, TokenCommand};
+use crate::gemini::client::{self, Api, DEFAULT_BASE_URL};
+use crate::gemini::retry::RetryPolicy;
+use crate::gemini::{Auth, Backend, Client, ClientConfig, models};
 use crate::secret::Secret;
 use crate::settings::Settings;
 
@@ -20,6 +26,186 @@ pub struct UsageError(pub String);
 
 pub fn usage_error(message: impl Into<String>) -> anyhow::Error {
     UsageError(message.into()).into()
+}
+
+/// The keys of a profile, and the file's top-level defaults (the same keys). Every key is optional.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileConfig {
+    pub base_url: Option<String>,
+    pub auth: Option<Auth>,
+    /// The variable holding the key (default GEMINI_API_KEY, then GOOGLE_API_KEY).
+    pub api_key_env: Option<String>,
+    /// A command whose stdout (trimmed) is the key; run once per peel run.
+    pub api_key_cmd: Option<String>,
+    pub vertex: Option<bool>,
+    pub project: Option<String>,
+    pub location: Option<String>,
+    /// The command printing a Vertex AI access token.
+    pub token_cmd: Option<String>,
+    pub model: Option<String>,
+    pub size: Option<String>,
+    pub out: Option<String>,
+    pub max_request_mb: Option<u64>,
+    /// Retries after the first attempt.
+    pub retries: Option<u32>,
+    /// The first backoff wait in milliseconds; it doubles with each retry.
+    pub backoff_ms: Option<u64>,
+    /// Seconds to wait for a connection.
+    pub connect_timeout: Option<u64>,
+    /// Seconds for a whole request, answer included.
+    pub timeout: Option<u64>,
+    pub stream: Option<bool>,
+    pub thoughts: Option<bool>,
+    pub search: Option<bool>,
+    /// Vertex AI only: `ALLOW_ALL`, `ALLOW_ADULT` or `ALLOW_NONE`.
+    pub person_generation: Option<String>,
+    /// Vertex AI only: `image/png` or `image/jpeg`.
+    pub output_mime_type: Option<String>,
+    /// Vertex AI only: JPEG quality 0-100.
+    pub jpeg_quality: Option<u8>,
+}
+
+impl ProfileConfig {
+    /// `self`'s keys, and `base`'s where `self` has none.
+    fn over(self, base: ProfileConfig) -> ProfileConfig {
+        ProfileConfig {
+            base_url: self.base_url.or(base.base_url),
+            auth: self.auth.or(base.auth),
+            api_key_env: self.api_key_env.or(base.api_key_env),
+            api_key_cmd: self.api_key_cmd.or(base.api_key_cmd),
+            vertex: self.vertex.or(base.vertex),
+            project: self.project.or(base.project),
+            location: self.location.or(base.location),
+            token_cmd: self.token_cmd.or(base.token_cmd),
+            model: self.model.or(base.model),
+            size: self.size.or(base.size),
+            out: self.out.or(base.out),
+            max_request_mb: self.max_request_mb.or(base.max_request_mb),
+            retries: self.retries.or(base.retries),
+            backoff_ms: self.backoff_ms.or(base.backoff_ms),
+            connect_timeout: self.connect_timeout.or(base.connect_timeout),
+            timeout: self.timeout.or(base.timeout),
+            stream: self.stream.or(base.stream),
+            thoughts: self.thoughts.or(base.thoughts),
+            search: self.search.or(base.search),
+            person_generation: self.person_generation.or(base.person_generation),
+            output_mime_type: self.output_mime_type.or(base.output_mime_type),
+            jpeg_quality: self.jpeg_quality.or(base.jpeg_quality),
+        }
+    }
+}
+
+/// The config file as it applies to this run.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Config {
+    /// The file that was read; `None` when there is none.
+    pub path: Option<PathBuf>,
+    /// The profile in use.
+    pub profile: Option<String>,
+    /// The profile's keys over the file's top-level keys.
+    pub values: ProfileConfig,
+}
+
+impl Config {
+    /// Reads `--config` / PEEL_CONFIG, else `<config dir>/peel/config.toml` if it exists, and picks the profile
+    /// of `-p` / PEEL_PROFILE, else the file's `profile`.
+    pub fn load(cli: &Cli) -> Result<Config> {
+        let (path, explicit) = match &cli.config {
+            Some(path) => (Some(path.clone()), true),
+            None => (
+                directories::BaseDirs::new().map(|d| d.config_dir().join("peel/config.toml")),
+                false,
+            ),
+        };
+        let text = match &path {
+            Some(path) if explicit || path.exists() => Some(
+                std::fs::read_to_string(path)
+                    .with_context(|| format!("could not read the config file {}", path.display()))
+                    .map_err(|e| usage_error(format!("{e:#}")))?,
+            ),
+            _ => None,
+        };
+        let Some(text) = text else {
+            if let Some(name) = &cli.profile {
+                return Err(usage_error(format!(
+                    "no profile {name:?}: there is no config file (looked for {})",
+                    path.map_or("<config dir>/peel/config.toml".into(), |p| p
+                        .display()
+                        .to_string())
+                )));
+            }
+            return Ok(Config::default());
+        };
+        let path = path.unwrap_or_default();
+        Config::parse(&text, cli.profile.as_deref())
+            .map(|config| Config {
+                path: Some(path.clone()),
+                ..config
+            })
+            .map_err(|e| usage_error(format!("config file {}: {e:#}", path.display())))
+    }
+
+    /// Parses the file's text and picks `profile` (or the file's own `profile`).
+    pub fn parse(text: &str, profile: Option<&str>) -> Result<Config> {
+        let mut table: toml::Table = text.parse()?;
+        let default_profile = match table.remove("profile") {
+            Some(toml::Value::String(name)) => Some(name),
+            Some(_) => anyhow::bail!("`profile` must be a string: the name of a [profiles.NAME] table"),
+            None => None,
+        };
+        let mut profiles: std::collections::BTreeMap<String, ProfileConfig> = match table.remove("profiles") {
+            Some(value) => value.try_into().context("in [profiles]")?,
+            None => Default::default(),
+        };
+        let defaults: ProfileConfig = toml::Value::Table(table).try_into()?;
+        let chosen = profile.map(str::to_string).or(default_profile);
+        let values = match &chosen {
+            None => defaults,
+            Some(name) => match profiles.remove(name) {
+                Some(profile) => profile.over(defaults),
+                None => {
+                    let known: Vec<&str> = profiles.keys().map(String::as_str).collect();
+                    anyhow::bail!(
+                        "no profile {name:?}; the profiles are: {}",
+                        if known.is_empty() { "(none)".to_string() } else { known.join(", ") }
+                    );
+                }
+            },
+        };
+        Ok(Config {
+            path: None,
+            profile: chosen,
+            values,
+        })
+    }
+
+    /// Where images go: -o / PEEL_OUT, else the file's `out`, else `./peel-out`.
+    pub fn out_dir(&self, cli: &Cli) -> PathBuf {
+        match (&cli.out, &self.values.out) {
+            (Some(out), _) => out.clone(),
+            (None, Some(out)) => PathBuf::from(expand_home(out)),
+            (None, None) => PathBuf::from("peel-out"),
+        }
+    }
+
+    /// Whether turns stream: --stream / --no-stream, else the file's `stream`, else only in the interactive REPL.
+    pub fn stream(&self, cli: &Cli, interactive: bool) -> bool {
+        if cli.stream {
+            true
+        } else if cli.no_stream {
+            false
+        } else {
+            self.values.stream.unwrap_or(interactive)
+        }
+    }
+}
+
+fn expand_home(path: &str) -> String {
+    match (path.strip_prefix("~/"), std::env::var_os("HOME")) {
+        (Some(rest), Some(home)) => Path::new(&home).join(rest).display().to_string(),
+        _ => path.to_string(),
+    }
 }
 
 /// The database path: --db / PEEL_DB, else `<data dir>/peel/peel.db`.
@@ -56,28 +242,139 @@ pub fn settings_from_flags(
     if let Some(size) = &cli.size {
         settings.size = Some(models::normalize_size(size).map_err(|e| usage_error(e.to_string()))?);
     }
+    settings.thoughts |= cli.thoughts;
+    settings.search |= cli.search;
     settings
         .generation_config()
         .map_err(|e| usage_error(e.to_string()))?;
     Ok(settings)
 }
 
-/// The settings of a new session: PEEL_MODEL seeds the model; flags go over it.
-pub fn new_session_settings(cli: &Cli, notices: &mut Vec<String>) -> Result<Settings> {
+/// The settings of a new session: PEEL_MODEL, else the config file's model, seeds the model; the file's size,
+/// thoughts and search are defaults; flags go over them all.
+pub fn new_session_settings(
+    cli: &Cli,
+    config: &Config,
+    notices: &mut Vec<String>,
+) -> Result<Settings> {
     let mut base = Settings::default();
-    if let Some(model) = std::env::var("PEEL_MODEL")
+    let model = std::env::var("PEEL_MODEL")
         .ok()
         .filter(|m| !m.trim().is_empty())
-    {
+        .or_else(|| config.values.model.clone());
+    if let Some(model) = model {
         let (id, notice) = models::resolve(&model);
         notices.extend(notice);
         base.model = id;
     }
+    if let Some(size) = &config.values.size {
+        let size = models::normalize_size(size).map_err(|e| usage_error(format!("config: {e}")))?;
+        // A default the model does not take is left out, as the built-in 1K is on 2.5.
+        let model = cli.model.as_deref().map_or(base.model.clone(), |m| models::resolve(m).0);
+        if models::info(&model).is_none_or(|m| m.takes_size(&size)) {
+            base.size = Some(size);
+        }
+    }
+    base.thoughts = config.values.thoughts.unwrap_or(false);
+    base.search = config.values.search.unwrap_or(false);
     settings_from_flags(cli, base, notices)
 }
 
-/// The API key from the first variable that is set and not empty.
-pub fn api_key() -> Result<Secret> {
+/// Who answers turns: the local stand-in with --offline, else the server of the profile (Gemini API, a gateway,
+/// or Vertex AI) with its credential. Nothing is sent here; an `api_key_cmd` runs once.
+pub fn backend(cli: &Cli, config: &Config) -> Result<Backend> {
+    if cli.offline {
+        return Ok(Backend::Offline);
+    }
+    let values = &config.values;
+    let vertex = cli.vertex || values.vertex == Some(true);
+    let location = cli
+        .location
+        .clone()
+        .or_else(|| values.location.clone())
+        .unwrap_or_else(|| "global".into());
+    let project = cli.project.clone().or_else(|| values.project.clone());
+    let api = match (vertex, project) {
+        (false, _) => Api::Gemini,
+        (true, Some(project)) => Api::Vertex {
+            project: path_segment(&project, "project")?,
+            location: path_segment(&location, "location")?,
+        },
+        (true, None) => Api::VertexExpress,
+    };
+    let base_url = cli
+        .base_url
+        .clone()
+        .or_else(|| values.base_url.clone())
+        .unwrap_or_else(|| match &api {
+            Api::Gemini => DEFAULT_BASE_URL.to_string(),
+            Api::Vertex { location, .. } => client::vertex_base_url(location),
+            Api::VertexExpress => client::vertex_base_url("global"),
+        });
+    let base_url = base_url.trim().to_string();
+    if !(base_url.starts_with("https://") || base_url.starts_with("http://")) {
+        return Err(usage_error(format!(
+            "the base URL must start with https:// or http://, not {base_url:?}"
+        )));
+    }
+    let vertex_image_config = vertex_image_config(values, vertex, config.profile.as_deref())?;
+    let credential = match &api {
+        Api::Vertex { .. } => Credential::Token(TokenCommand::new(
+            values.token_cmd.as_deref().unwrap_or(DEFAULT_TOKEN_CMD),
+        )),
+        _ => Credential::Key {
+            key: api_key(values, config.profile.as_deref())?,
+            auth: cli.auth.or(values.auth).unwrap_or_default(),
+        },
+    };
+    let retries = values.retries.unwrap_or(4);
+    let client = Client::new(ClientConfig {
+        base_url,
+        api,
+        credential,
+        connect_timeout: Duration::from_secs(values.connect_timeout.unwrap_or(15).max(1)),
+        timeout: Duration::from_secs(values.timeout.unwrap_or(600).max(1)),
+        retry: RetryPolicy {
+            attempts: retries.saturating_add(1),
+            base_delay: Duration::from_millis(values.backoff_ms.unwrap_or(1000)),
+            ..RetryPolicy::default()
+        },
+        max_request_bytes: usize::try_from(values.max_request_mb.unwrap_or(100))
+            .unwrap_or(usize::MAX)
+            .saturating_mul(1_000_000),
+        vertex_image_config,
+    })?;
+    Ok(Backend::Remote(client))
+}
+
+/// A project or location goes into the URL path as it is: refuse anything that would change the path.
+fn path_segment(value: &str, what: &str) -> Result<String> {
+    let value = value.trim();
+    let ok = !value.is_empty()
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
+    if !ok {
+        return Err(usage_error(format!("the Vertex AI {what} {value:?} is not a valid name")));
+    }
+    Ok(value.to_string())
+}
+
+/// The key: the profile's `api_key_cmd`, else its `api_key_env`, else GEMINI_API_KEY, then GOOGLE_API_KEY.
+fn api_key(values: &ProfileConfig, profile: Option<&str>) -> Result<Secret> {
+    let profile = profile.map_or(String::new(), |p| format!("profile {p}: "));
+    if let Some(command) = &values.api_key_cmd {
+        return auth::run_secret_command(command, "api_key_cmd")
+            .map_err(|e| anyhow::anyhow!("{profile}no API key: {e}"));
+    }
+    if let Some(name) = &values.api_key_env {
+        return match std::env::var(name) {
+            Ok(value) if !value.trim().is_empty() => Ok(Secret::new(value.trim())),
+            _ => Err(usage_error(format!(
+                "{profile}no API key: the variable {name} (api_key_env) is not set"
+            ))),
+        };
+    }
     for name in KEY_VARIABLES {
         if let Ok(value) = std::env::var(name)
             && !value.trim().is_empty()
@@ -85,28 +382,155 @@ pub fn api_key() -> Result<Secret> {
             return Ok(Secret::new(value.trim()));
         }
     }
-    Err(usage_error(
-        "no API key: set GEMINI_API_KEY (or GOOGLE_API_KEY), or try peel without one: peel --offline",
-    ))
+    Err(usage_error(format!(
+        "{profile}no API key: set GEMINI_API_KEY (or GOOGLE_API_KEY), or try peel without one: peel --offline"
+    )))
 }
 
-/// Who answers turns: the local stand-in with --offline, else the API at --base-url with the key.
-pub fn backend(cli: &Cli) -> Result<Backend> {
-    if cli.offline {
-        return Ok(Backend::Offline);
+/// The Vertex-only image settings as `imageConfig` fields; refused (before any request) when the server is not
+/// Vertex AI, where the Gemini API would answer 400 "Unknown name".
+fn vertex_image_config(
+    values: &ProfileConfig,
+    vertex: bool,
+    profile: Option<&str>,
+) -> Result<Map<String, Value>> {
+    let mut fields = Map::new();
+    let asked: Vec<&str> = [
+        ("person_generation", values.person_generation.is_some()),
+        ("output_mime_type", values.output_mime_type.is_some()),
+        ("jpeg_quality", values.jpeg_quality.is_some()),
+    ]
+    .iter()
+    .filter_map(|(name, set)| set.then_some(*name))
+    .collect();
+    if asked.is_empty() {
+        return Ok(fields);
     }
-    let base_url = cli.base_url.trim().to_string();
-    if !(base_url.starts_with("https://") || base_url.starts_with("http://")) {
-        bail!(usage_error(format!(
-            "--base-url must start with https:// or http://, not {base_url:?}"
+    if !vertex {
+        let which = profile.map_or("this run".to_string(), |p| format!("profile {p}"));
+        return Err(usage_error(format!(
+            "{} only work(s) on Vertex AI, and {which} talks to the Gemini API; set vertex = true (with project \
+             and location) or remove them",
+            asked.join(", ")
         )));
     }
-    let client = Client::new(ClientConfig {
-        base_url,
-        auth: cli.auth,
-        key: api_key()?,
-        connect_timeout: Duration::from_secs(15),
-        timeout: Duration::from_secs(600),
-    })?;
-    Ok(Backend::Remote(client))
+    if let Some(person) = &values.person_generation {
+        let person = person.to_ascii_uppercase();
+        if !["ALLOW_ALL", "ALLOW_ADULT", "ALLOW_NONE"].contains(&person.as_str()) {
+            return Err(usage_error(format!(
+                "person_generation {person:?}: use ALLOW_ALL, ALLOW_ADULT or ALLOW_NONE"
+            )));
+        }
+        fields.insert("personGeneration".into(), json!(person));
+    }
+    let mut output = Map::new();
+    if let Some(mime) = &values.output_mime_type {
+        if !["image/png", "image/jpeg"].contains(&mime.as_str()) {
+            return Err(usage_error(format!(
+                "output_mime_type {mime:?}: use image/png or image/jpeg"
+            )));
+        }
+        output.insert("mimeType".into(), json!(mime));
+    }
+    if let Some(quality) = values.jpeg_quality {
+        if quality > 100 {
+            return Err(usage_error("jpeg_quality is 0 to 100"));
+        }
+        if values.output_mime_type.as_deref() == Some("image/png") {
+            return Err(usage_error("jpeg_quality needs output_mime_type = \"image/jpeg\""));
+        }
+        output.insert("compressionQuality".into(), json!(quality));
+    }
+    if !output.is_empty() {
+        fields.insert("imageOutputOptions".into(), Value::Object(output));
+    }
+    Ok(fields)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAMPLE: &str = r#"
+profile = "google"
+model = "gemini-3-pro-image"
+size = "1K"
+out = "~/Pictures/peel"
+max_request_mb = 100
+
+[profiles.google]
+api_key_env = "GEMINI_API_KEY"
+
+[profiles.anyfast]
+base_url = "https://www.anyfast.ai"
+auth = "query"
+api_key_cmd = "pass show anyfast"
+model = "gemini-3.1-flash-image"
+
+[profiles.vertex]
+vertex = true
+project = "my-project"
+location = "global"
+token_cmd = "gcloud auth print-access-token"
+person_generation = "ALLOW_ADULT"
+"#;
+
+    #[test]
+    fn profiles_override_the_top_level_defaults() {
+        let config = Config::parse(SAMPLE, None).unwrap();
+        assert_eq!(config.profile.as_deref(), Some("google"));
+        assert_eq!(config.values.api_key_env.as_deref(), Some("GEMINI_API_KEY"));
+        assert_eq!(config.values.model.as_deref(), Some("gemini-3-pro-image"));
+        let anyfast = Config::parse(SAMPLE, Some("anyfast")).unwrap().values;
+        assert_eq!(anyfast.auth, Some(Auth::Query));
+        assert_eq!(anyfast.model.as_deref(), Some("gemini-3.1-flash-image"));
+        assert_eq!(anyfast.size.as_deref(), Some("1K"), "inherited");
+        let vertex = Config::parse(SAMPLE, Some("vertex")).unwrap().values;
+        assert_eq!(vertex.vertex, Some(true));
+        assert_eq!(vertex.project.as_deref(), Some("my-project"));
+    }
+
+    #[test]
+    fn mistakes_are_named() {
+        let e = Config::parse(SAMPLE, Some("nope")).unwrap_err().to_string();
+        assert!(e.contains("anyfast, google, vertex"), "{e}");
+        let e = format!("{:#}", Config::parse("modle = \"x\"", None).unwrap_err());
+        assert!(e.contains("modle"), "{e}");
+        let e = format!(
+            "{:#}",
+            Config::parse("[profiles.a]\nauth = \"cookie\"", Some("a")).unwrap_err()
+        );
+        assert!(e.contains("cookie"), "{e}");
+        assert_eq!(Config::parse("", None).unwrap(), Config::default());
+    }
+
+    #[test]
+    fn vertex_only_settings_are_refused_elsewhere() {
+        let values = ProfileConfig {
+            person_generation: Some("allow_adult".into()),
+            output_mime_type: Some("image/jpeg".into()),
+            jpeg_quality: Some(80),
+            ..ProfileConfig::default()
+        };
+        let fields = vertex_image_config(&values, true, None).unwrap();
+        assert_eq!(
+            Value::Object(fields),
+            json!({"personGeneration": "ALLOW_ADULT",
+                   "imageOutputOptions": {"mimeType": "image/jpeg", "compressionQuality": 80}})
+        );
+        let e = vertex_image_config(&values, false, Some("google")).unwrap_err().to_string();
+        assert!(e.contains("only work(s) on Vertex AI") && e.contains("profile google"), "{e}");
+        let bad = ProfileConfig {
+            person_generation: Some("everyone".into()),
+            ..ProfileConfig::default()
+        };
+        assert!(vertex_image_config(&bad, true, None).is_err());
+    }
+
+    #[test]
+    fn vertex_names_cannot_change_the_path() {
+        assert!(path_segment("my-project", "project").is_ok());
+        assert!(path_segment("../x", "project").is_err());
+        assert!(path_segment("", "location").is_err());
+    }
 }

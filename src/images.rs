@@ -3,6 +3,11 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+
+use crate::gemini::Content;
+use crate::store::ImageMeta;
 
 /// Larger attachments are refused before anything is sent: the Gemini API takes at most 100 MB per request, and
 /// every earlier image is sent again each turn.
@@ -121,6 +126,33 @@ impl Attachment {
             crate::render::bytes(self.bytes.len() as u64)
         )
     }
+}
+
+/// An answer image decoded and measured, ready to be written to disk.
+pub struct AnswerImage {
+    pub bytes: Vec<u8>,
+    pub meta: ImageMeta,
+    pub ext: &'static str,
+}
+
+/// The answer's images that decode, typed by their bytes. A value that is not an image (a redacted capture, say) is
+/// left out rather than written as a broken file; the caller says so.
+pub fn answer_images(content: &Content) -> Vec<AnswerImage> {
+    content
+        .answer_images()
+        .filter_map(|inline| {
+            let bytes = STANDARD.decode(inline.data.as_bytes()).ok()?;
+            let (mime, ext) = sniff(&bytes)?;
+            let (width, height) = dimensions(&bytes).unwrap_or((0, 0));
+            let meta = ImageMeta {
+                mime: mime.to_string(),
+                width,
+                height,
+                bytes: bytes.len() as u64,
+            };
+            Some(AnswerImage { bytes, meta, ext })
+        })
+        .collect()
 }
 
 /// `OUT/<session>/<turn>[-k].<ext>`: the first image of a turn is `<turn>.<ext>`, further ones `<turn>-2.<ext>`, ...

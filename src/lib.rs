@@ -5,8 +5,10 @@
 //! in one transaction, and shows it ([`render`], [`preview`]).
 
 pub mod app;
+pub mod branching;
 pub mod cli;
 pub mod config;
+pub mod export;
 pub mod gemini;
 pub mod images;
 pub mod offline;
@@ -17,6 +19,7 @@ pub mod secret;
 pub mod session;
 pub mod settings;
 pub mod store;
+pub mod tree;
 pub mod ui;
 
 use std::io::IsTerminal;
@@ -53,9 +56,27 @@ pub fn run(cli: Cli) -> Result<Outcome> {
                 Session::new(None, Default::default()),
                 ui,
                 gemini::Backend::Offline,
-                cli.out,
+                cli.out.clone().unwrap_or_else(|| "peel-out".into()),
             )?;
             app.list_sessions()?;
+            return Ok(Outcome::Done);
+        }
+        Some(Command::Export { name, dir }) => {
+            let store = Store::open(&config::database_path(&cli)?)?;
+            let Some(row) = store.session(name)? else {
+                bail!(usage_error(format!("no session named {name:?}; `peel sessions` lists them")));
+            };
+            for path in export::export_session(&store, &row, dir)? {
+                println!("{}", path.display());
+            }
+            return Ok(Outcome::Done);
+        }
+        Some(Command::Import { file, name }) => {
+            let mut store = Store::open(&config::database_path(&cli)?)?;
+            let row = export::import_thread(&mut store, file, name.as_deref())?;
+            let turns = store.chain(row.head_id)?.len() / 2;
+            eprintln!("imported {} as session {}", crate::render::count(turns, "turn"), row.name);
+            println!("{}", row.name);
             return Ok(Outcome::Done);
         }
         None => {}
@@ -64,13 +85,15 @@ pub fn run(cli: Cli) -> Result<Outcome> {
     let one_shot = !cli.prompt.is_empty();
     let interactive = !one_shot && std::io::stdin().is_terminal();
     let ui = Ui::new(interactive, cli.json, cli.quiet, cli.preview);
-    let backend = config::backend(&cli)?;
+    let cfg = config::Config::load(&cli)?;
+    let backend = config::backend(&cli, &cfg)?;
     let db_path = config::database_path(&cli)?;
     let store = Store::open(&db_path)?;
 
     let mut notices = Vec::new();
-    let session = open_session(&cli, &store, &mut notices)?;
-    let mut app = App::new(store, session, ui, backend, cli.out.clone())?;
+    let session = open_session(&cli, &cfg, &store, &mut notices)?;
+    let mut app = App::new(store, session, ui, backend, cfg.out_dir(&cli))?;
+    app.stream = cfg.stream(&cli, interactive);
     for notice in &notices {
         app.ui.note(notice);
     }
@@ -114,7 +137,12 @@ pub fn run(cli: Cli) -> Result<Outcome> {
 }
 
 /// The session this run works on: -s NAME (opened or created), -r [NAME] (resumed), or a new one.
-fn open_session(cli: &Cli, store: &Store, notices: &mut Vec<String>) -> Result<Session> {
+fn open_session(
+    cli: &Cli,
+    cfg: &config::Config,
+    store: &Store,
+    notices: &mut Vec<String>,
+) -> Result<Session> {
     if let Some(name) = &cli.session {
         session::validate_name(name).map_err(|e| usage_error(e.to_string()))?;
         return match store.session(name)? {
@@ -128,7 +156,7 @@ fn open_session(cli: &Cli, store: &Store, notices: &mut Vec<String>) -> Result<S
                 Ok(session)
             }
             None => {
-                let settings = config::new_session_settings(cli, notices)?;
+                let settings = config::new_session_settings(cli, cfg, notices)?;
                 Ok(Session::open(store.create_session(name, &settings, None)?))
             }
         };
@@ -157,6 +185,6 @@ fn open_session(cli: &Cli, store: &Store, notices: &mut Vec<String>) -> Result<S
     }
     Ok(Session::new(
         None,
-        config::new_session_settings(cli, notices)?,
+        config::new_session_settings(cli, cfg, notices)?,
     ))
 }

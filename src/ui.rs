@@ -2,12 +2,15 @@
 //! everything for a person (model text, notices, footers, listings) goes to stderr, except in the interactive REPL
 //! where stdout is the person's terminal too.
 
+use std::cell::Cell;
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
+use crate::gemini::Progress;
 use crate::preview::{self, PreviewMode};
+use crate::render::sanitize;
 
 #[derive(Debug, Clone)]
 pub struct Ui {
@@ -134,6 +137,66 @@ impl Ui {
         bar.set_message(message.to_string());
         bar.enable_steady_tick(Duration::from_millis(100));
         Some(bar)
+    }
+}
+
+/// What a running request shows: streamed thought summaries (dimmed) and text above the spinner as they arrive,
+/// and each retry in the spinner (or as a notice when there is none).
+pub struct Live<'a> {
+    ui: &'a Ui,
+    spinner: Option<&'a ProgressBar>,
+    show_thoughts: bool,
+    thoughts_shown: Cell<bool>,
+    text_shown: Cell<bool>,
+}
+
+impl Live<'_> {
+    pub fn show(&self, progress: Progress<'_>) {
+        let line = match progress {
+            Progress::Thought(text) if self.show_thoughts && !text.trim().is_empty() => {
+                self.thoughts_shown.set(true);
+                self.ui.dim(&sanitize(text.trim()))
+            }
+            Progress::Text(text) if !text.trim().is_empty() => {
+                self.text_shown.set(true);
+                sanitize(text.trim())
+            }
+            Progress::Retrying { .. } => {
+                let message = progress.retry_message().unwrap_or_default();
+                match self.spinner {
+                    Some(spinner) => spinner.set_message(message),
+                    None => self.ui.note(&message),
+                }
+                return;
+            }
+            _ => return,
+        };
+        match self.spinner {
+            Some(spinner) => spinner.suspend(|| self.ui.say(&line)),
+            None => self.ui.say(&line),
+        }
+    }
+
+    /// Thought summaries were shown as they arrived (so not again under the answer).
+    pub fn thoughts_shown(&self) -> bool {
+        self.thoughts_shown.get()
+    }
+
+    /// Answer text was shown as it arrived.
+    pub fn text_shown(&self) -> bool {
+        self.text_shown.get()
+    }
+}
+
+impl Ui {
+    pub fn live<'a>(&'a self, spinner: Option<&'a ProgressBar>, show_thoughts: bool) -> Live<'a> {
+        Live {
+            ui: self,
+            spinner,
+            show_thoughts,
+            thoughts_shown: Cell::new(false),
+            text_shown: Cell::new(false),
+        }
     }
 }
 

@@ -1,39 +1,64 @@
-//! HTTP to the Gemini API and to gateways that speak its protocol.
+//! HTTP to the Gemini API, Vertex AI, and gateways that speak the Gemini protocol.
 
 use std::time::Duration;
 
+use futures_util::StreamExt as _;
+use reqwest::StatusCode;
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue};
+use serde_json::{Map, Value};
 
+use super::Progress;
+use super::auth::{Credential, redact_url};
 use super::error::{ApiError, GeminiError};
+use super::retry::RetryPolicy;
+use super::sse::SseDecoder;
+use super::stream::{Assembler, assemble_body};
 use super::types::{GenerateContentRequest, GenerateContentResponse};
-use crate::secret::Secret;
 
 pub const DEFAULT_BASE_URL: &str = "https://generativelanguage.googleapis.com";
 
-/// How the key travels.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Auth {
-    /// `x-goog-api-key: KEY` (Gemini API, most gateways)
-    #[default]
-    Header,
-    /// `?key=KEY` (some gateways); every URL shown is redacted
-    Query,
-    /// `Authorization: Bearer KEY`
-    Bearer,
+/// Which URL scheme the server speaks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Api {
+    /// `{base}/v1beta/models/{model}:...` (Google AI Studio and the gateways).
+    Gemini,
+    /// `{base}/v1/projects/{project}/locations/{location}/publishers/google/models/{model}:...`
+    Vertex { project: String, location: String },
+    /// Vertex AI express mode, with an API key: `{base}/v1/publishers/google/models/{model}:...`
+    VertexExpress,
 }
 
-#[derive(Debug, Clone)]
+impl Api {
+    pub fn is_vertex(&self) -> bool {
+        !matches!(self, Api::Gemini)
+    }
+}
+
+/// The Vertex AI host for a location: `global` has no regional prefix.
+pub fn vertex_base_url(location: &str) -> String {
+    if location == "global" {
+        "https://aiplatform.googleapis.com".to_string()
+    } else {
+        format!("https://{location}-aiplatform.googleapis.com")
+    }
+}
+
+#[derive(Debug)]
 pub struct ClientConfig {
     pub base_url: String,
-    pub auth: Auth,
-    pub key: Secret,
+    pub api: Api,
+    pub credential: Credential,
     pub connect_timeout: Duration,
     /// The whole request, upload to last byte; image models can think for minutes at 4K.
     pub timeout: Duration,
+    pub retry: RetryPolicy,
+    /// Requests bigger than this are refused before they are sent.
+    pub max_request_bytes: usize,
+    /// Vertex-only `imageConfig` fields (`personGeneration`, `imageOutputOptions`) added to every request.
+    pub vertex_image_config: Map<String, Value>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Client {
     http: reqwest::Client,
     config: ClientConfig,
@@ -49,58 +74,135 @@ impl Client {
         Ok(Client { http, config })
     }
 
-    /// The endpoint without any credential: safe to print.
-    pub fn endpoint(&self, model: &str) -> String {
-        format!(
-            "{}/v1beta/models/{model}:generateContent",
-            self.config.base_url.trim_end_matches('/')
-        )
+    pub fn api(&self) -> &Api {
+        &self.config.api
     }
 
-    /// One `generateContent` call.
+    /// The endpoint without any credential: safe to print.
+    pub fn endpoint(&self, model: &str, stream: bool) -> String {
+        let base = self.config.base_url.trim_end_matches('/');
+        let method = if stream {
+            "streamGenerateContent?alt=sse"
+        } else {
+            "generateContent"
+        };
+        match &self.config.api {
+            Api::Gemini => format!("{base}/v1beta/models/{model}:{method}"),
+            Api::Vertex { project, location } => format!(
+                "{base}/v1/projects/{project}/locations/{location}/publishers/google/models/{model}:{method}"
+            ),
+            Api::VertexExpress => format!("{base}/v1/publishers/google/models/{model}:{method}"),
+        }
+    }
+
+    /// One turn: `generateContent`, or `streamGenerateContent` with the parts reported through `progress` as they
+    /// arrive. Passing failures are tried again as the retry policy says.
     pub async fn generate(
         &self,
         model: &str,
         request: &GenerateContentRequest,
+        stream: bool,
+        progress: &dyn Fn(Progress<'_>),
     ) -> Result<GenerateContentResponse, GeminiError> {
-        let body =
-            serde_json::to_vec(request).map_err(|e| GeminiError::Malformed(e.to_string()))?;
-        let mut headers = HeaderMap::new();
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        let mut url = self.endpoint(model);
-        let key = self.config.key.expose();
-        match self.config.auth {
-            Auth::Header => {
-                headers.insert("x-goog-api-key", secret_header(key)?);
-            }
-            Auth::Bearer => {
-                headers.insert(
-                    reqwest::header::AUTHORIZATION,
-                    secret_header(&format!("Bearer {key}"))?,
-                );
-            }
-            Auth::Query => {
-                url.push_str("?key=");
-                url.push_str(&percent_encode(key));
-            }
-        }
-        let response = self
-            .http
-            .post(&url)
-            .headers(headers)
-            .body(body)
-            .send()
+        let body = self.body(request)?;
+        self.config
+            .retry
+            .run(progress, || self.attempt(model, &body, stream, progress))
             .await
-            .map_err(|e| self.transport(e))?;
+    }
+
+    /// The request as JSON, with the Vertex-only image fields added, checked against the size budget.
+    fn body(&self, request: &GenerateContentRequest) -> Result<Vec<u8>, GeminiError> {
+        let encode = |e: serde_json::Error| GeminiError::Malformed(e.to_string());
+        let body = if self.config.vertex_image_config.is_empty() {
+            serde_json::to_vec(request).map_err(encode)?
+        } else {
+            let mut value = serde_json::to_value(request).map_err(encode)?;
+            let image = &mut value["generationConfig"]["imageConfig"];
+            if !image.is_object() {
+                *image = Value::Object(Map::new());
+            }
+            if let Value::Object(image) = image {
+                image.extend(self.config.vertex_image_config.clone());
+            }
+            serde_json::to_vec(&value).map_err(encode)?
+        };
+        if body.len() > self.config.max_request_bytes {
+            return Err(GeminiError::TooLarge {
+                bytes: body.len(),
+                limit: self.config.max_request_bytes,
+            });
+        }
+        Ok(body)
+    }
+
+    async fn attempt(
+        &self,
+        model: &str,
+        body: &[u8],
+        stream: bool,
+        progress: &dyn Fn(Progress<'_>),
+    ) -> Result<GenerateContentResponse, GeminiError> {
+        let mut refreshed = false;
+        let response = loop {
+            let mut url = self.endpoint(model, stream);
+            let mut headers = HeaderMap::new();
+            headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            self.config.credential.apply(&mut headers, &mut url)?;
+            let response = self
+                .http
+                .post(&url)
+                .headers(headers)
+                // A copy per attempt: milliseconds even for the largest request, next to seconds of network.
+                .body(body.to_vec())
+                .send()
+                .await
+                .map_err(|e| self.transport(e))?;
+            // An OAuth token can expire between turns: fetch a new one, once.
+            if response.status() == StatusCode::UNAUTHORIZED
+                && !refreshed
+                && self.config.credential.refresh()
+            {
+                refreshed = true;
+                continue;
+            }
+            break response;
+        };
         let status = response.status();
-        let bytes = response.bytes().await.map_err(|e| self.transport(e))?;
         if !status.is_success() {
-            return Err(GeminiError::Api(ApiError::from_body(
+            let bytes = response.bytes().await.map_err(|e| self.transport(e))?;
+            return Err(GeminiError::Api(self.scrub(ApiError::from_body(
                 status.as_u16(),
                 &bytes,
-            )));
+            ))));
         }
-        parse_response(&bytes)
+        if !stream {
+            let bytes = response.bytes().await.map_err(|e| self.transport(e))?;
+            return parse_response(&bytes);
+        }
+        let is_sse = response
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("text/event-stream"));
+        if !is_sse {
+            // A JSON array of chunks (Vertex without alt=sse) or a gateway that answered in one piece.
+            let bytes = response.bytes().await.map_err(|e| self.transport(e))?;
+            return assemble_body(&bytes, progress);
+        }
+        let mut decoder = SseDecoder::new();
+        let mut assembler = Assembler::new();
+        let mut chunks = response.bytes_stream();
+        while let Some(chunk) = chunks.next().await {
+            let chunk = chunk.map_err(|e| self.transport(e))?;
+            for event in decoder.push(&chunk) {
+                assembler.push_json(&event, progress)?;
+            }
+        }
+        if let Some(event) = decoder.finish() {
+            assembler.push_json(&event, progress)?;
+        }
+        assembler.finish()
     }
 
     /// reqwest's errors print the URL, which may carry the key: keep only the host and the causes.
@@ -109,8 +211,21 @@ impl Client {
             .ok()
             .and_then(|u| u.host_str().map(str::to_string))
             .unwrap_or_else(|| "the server".into());
-        let reason = if error.is_timeout() {
-            "timed out".to_string()
+        let retryable = if error.is_timeout() {
+            error.is_connect()
+        } else {
+            error.is_connect() || error.is_request() || error.is_body() || error.is_decode()
+        };
+        let reason = if error.is_timeout() && !error.is_connect() {
+            format!(
+                "no complete answer within {} s (timeout)",
+                self.config.timeout.as_secs()
+            )
+        } else if error.is_timeout() {
+            format!(
+                "no connection within {} s (connect_timeout)",
+                self.config.connect_timeout.as_secs()
+            )
         } else {
             let error = error.without_url();
             let mut reason = error.to_string();
@@ -122,13 +237,24 @@ impl Client {
             }
             reason
         };
-        let key = self.config.key.expose();
-        let reason = if key.is_empty() {
-            reason
-        } else {
-            reason.replace(key, "***")
-        };
-        GeminiError::Transport { host, reason }
+        GeminiError::Transport {
+            host,
+            reason: self.scrub_text(&redact_url(&reason)),
+            retryable,
+        }
+    }
+
+    fn scrub(&self, mut error: ApiError) -> ApiError {
+        error.message = self.scrub_text(&error.message);
+        error
+    }
+
+    /// A server or a library may echo the credential back; it never reaches the person.
+    fn scrub_text(&self, text: &str) -> String {
+        match self.config.credential.secret() {
+            Some(secret) if !secret.expose().is_empty() => text.replace(secret.expose(), "***"),
+            _ => text.to_string(),
+        }
     }
 }
 
@@ -150,29 +276,11 @@ pub fn parse_response(bytes: &[u8]) -> Result<GenerateContentResponse, GeminiErr
     serde_json::from_value(value).map_err(|e| GeminiError::Malformed(e.to_string()))
 }
 
-fn secret_header(value: &str) -> Result<HeaderValue, GeminiError> {
-    let mut header = HeaderValue::from_str(value).map_err(|_| {
-        GeminiError::Malformed("the API key contains characters that cannot go in a header".into())
-    })?;
-    header.set_sensitive(true);
-    Ok(header)
-}
-
-fn percent_encode(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::gemini::auth::Auth;
+    use crate::secret::Secret;
 
     fn fixture(name: &str) -> Vec<u8> {
         std::fs::read(format!(
@@ -180,6 +288,53 @@ mod tests {
             env!("CARGO_MANIFEST_DIR")
         ))
         .unwrap()
+    }
+
+    fn client(base_url: &str, api: Api) -> Client {
+        Client::new(ClientConfig {
+            base_url: base_url.into(),
+            api,
+            credential: Credential::Key {
+                key: Secret::new("k"),
+                auth: Auth::Header,
+            },
+            connect_timeout: Duration::from_secs(1),
+            timeout: Duration::from_secs(1),
+            retry: RetryPolicy::default(),
+            max_request_bytes: 1 << 20,
+            vertex_image_config: Map::new(),
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn endpoints_for_each_api() {
+        let gemini = client("https://g/", Api::Gemini);
+        assert_eq!(
+            gemini.endpoint("m", false),
+            "https://g/v1beta/models/m:generateContent"
+        );
+        assert_eq!(
+            gemini.endpoint("m", true),
+            "https://g/v1beta/models/m:streamGenerateContent?alt=sse"
+        );
+        let vertex = client(
+            &vertex_base_url("us-central1"),
+            Api::Vertex {
+                project: "p".into(),
+                location: "us-central1".into(),
+            },
+        );
+        assert_eq!(
+            vertex.endpoint("m", false),
+            "https://us-central1-aiplatform.googleapis.com/v1/projects/p/locations/us-central1/publishers/google/models/m:generateContent"
+        );
+        assert_eq!(vertex_base_url("global"), "https://aiplatform.googleapis.com");
+        let express = client(&vertex_base_url("global"), Api::VertexExpress);
+        assert_eq!(
+            express.endpoint("m", true),
+            "https://aiplatform.googleapis.com/v1/publishers/google/models/m:streamGenerateContent?alt=sse"
+        );
     }
 
     #[test]
@@ -222,7 +377,19 @@ mod tests {
     }
 
     #[test]
-    fn query_keys_are_escaped() {
-        assert_eq!(percent_encode("a b&c=d"), "a%20b%26c%3Dd");
+    fn oversized_requests_are_refused_before_sending() {
+        let client = client("https://g", Api::Gemini);
+        let request = GenerateContentRequest {
+            contents: vec![super::super::Content::user(vec![super::super::Part::text(
+                "x".repeat(2 << 20),
+            )])],
+            generation_config: Default::default(),
+            tools: Vec::new(),
+            system_instruction: None,
+        };
+        assert!(matches!(
+            client.body(&request),
+            Err(GeminiError::TooLarge { .. })
+        ));
     }
 }

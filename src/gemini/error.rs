@@ -14,10 +14,66 @@ pub enum GeminiError {
     Api(ApiError),
     /// The request never got a complete answer (connection refused, reset, timed out).
     #[error("could not reach {host}: {reason}")]
-    Transport { host: String, reason: String },
+    Transport {
+        host: String,
+        reason: String,
+        /// A reset or refused connection is worth another try; a request that ran out its whole timeout is not.
+        retryable: bool,
+    },
     /// A 2xx whose body is not a Gemini response.
     #[error("the server's answer is not a Gemini response: {0}")]
     Malformed(String),
+    /// A stream that ended (after this many events) before the model said it was done.
+    #[error("the answer stopped after {0} stream event(s), before the model finished")]
+    Incomplete(usize),
+    /// The request is bigger than the configured budget; nothing was sent.
+    #[error(
+        "the request would be {:.1} MB, over the {:.0} MB budget (max_request_mb); start a new session from the \
+         current image, or raise max_request_mb in the config file",
+        *bytes as f64 / 1e6,
+        *limit as f64 / 1e6
+    )]
+    TooLarge { bytes: usize, limit: usize },
+    /// No credential to send: the key or token command failed.
+    #[error("{0}")]
+    Credential(String),
+    /// Every allowed attempt failed; the last failure says why.
+    #[error("gave up after {attempts} attempts: {last}")]
+    GaveUp {
+        attempts: u32,
+        last: Box<GeminiError>,
+    },
+}
+
+impl GeminiError {
+    /// Worth another attempt after a wait.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            GeminiError::Api(e) => e.is_retryable(),
+            GeminiError::Transport { retryable, .. } => *retryable,
+            _ => false,
+        }
+    }
+
+    /// How long the server asked us to wait (RetryInfo), if it did.
+    pub fn retry_delay(&self) -> Option<Duration> {
+        match self {
+            GeminiError::Api(e) => e.retry_delay,
+            _ => None,
+        }
+    }
+
+    /// One short line for a spinner: `503 The model is overloaded`.
+    pub fn short(&self) -> String {
+        match self {
+            GeminiError::Api(e) => {
+                let first = e.message.split(". ").next().unwrap_or_default();
+                format!("{} {}", e.http_status, first.trim_end_matches('.'))
+            }
+            GeminiError::Transport { reason, .. } => reason.clone(),
+            other => other.to_string(),
+        }
+    }
 }
 
 /// An HTTP error answer, from Google's shape `{"error": {code, message, status, details}}`, Vertex's one-element

@@ -1,14 +1,59 @@
 //! The wire: everything that knows what the Gemini protocol looks like. Nothing here touches SQLite or the terminal.
 
+pub mod auth;
 pub mod client;
 pub mod error;
 pub mod models;
 pub mod outcome;
+pub mod retry;
+pub mod sse;
+pub mod stream;
 pub mod types;
 
-pub use client::{Auth, Client, ClientConfig};
+use std::time::Duration;
+
+pub use auth::Auth;
+pub use client::{Api, Client, ClientConfig};
 pub use error::{ApiError, GeminiError};
 pub use types::{Content, GenerateContentRequest, GenerateContentResponse, Part};
+
+/// What happens while a request runs, for the person watching: streamed parts as they arrive, and retries.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Progress<'a> {
+    /// A thought summary part (`"thought": true`), as it arrived.
+    Thought(&'a str),
+    /// A non-empty text part of the answer, as it arrived.
+    Text(&'a str),
+    /// Attempt `attempt` of `attempts` starts after `wait`, because the last one failed with `reason`.
+    Retrying {
+        wait: Duration,
+        attempt: u32,
+        attempts: u32,
+        reason: String,
+    },
+}
+
+impl Progress<'_> {
+    /// `retrying in 4 s (2/5): 503 The model is overloaded`.
+    pub fn retry_message(&self) -> Option<String> {
+        match self {
+            Progress::Retrying {
+                wait,
+                attempt,
+                attempts,
+                reason,
+            } => {
+                let wait = if *wait >= Duration::from_secs(1) {
+                    format!("{} s", wait.as_secs_f64().round())
+                } else {
+                    format!("{} ms", wait.as_millis())
+                };
+                Some(format!("retrying in {wait} ({attempt}/{attempts}): {reason}"))
+            }
+            _ => None,
+        }
+    }
+}
 
 /// Who answers a turn: the real API (or a gateway), or the local stand-in of `--offline`.
 #[derive(Debug)]
@@ -18,14 +63,42 @@ pub enum Backend {
 }
 
 impl Backend {
+    /// One turn. With `stream`, parts are reported through `progress` as they arrive; retries are reported either way.
     pub async fn generate(
         &self,
         model: &str,
         request: &GenerateContentRequest,
+        stream: bool,
+        progress: &dyn Fn(Progress<'_>),
     ) -> Result<GenerateContentResponse, GeminiError> {
         match self {
-            Backend::Remote(client) => client.generate(model, request).await,
+            Backend::Remote(client) => client.generate(model, request, stream, progress).await,
             Backend::Offline => crate::offline::respond(model, request).await,
         }
+    }
+
+    /// Whether the server is Vertex AI (which takes settings the Gemini API refuses).
+    pub fn is_vertex(&self) -> bool {
+        matches!(self, Backend::Remote(client) if client.api().is_vertex())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_message_reads_well() {
+        let p = Progress::Retrying {
+            wait: Duration::from_millis(3_600),
+            attempt: 2,
+            attempts: 5,
+            reason: "503 The model is overloaded".into(),
+        };
+        assert_eq!(
+            p.retry_message().unwrap(),
+            "retrying in 4 s (2/5): 503 The model is overloaded"
+        );
+        assert!(Progress::Text("x").retry_message().is_none());
     }
 }

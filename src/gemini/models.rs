@@ -34,6 +34,10 @@ pub struct ModelInfo {
     pub image_prices: &'static [(&'static str, f64)],
     /// Dollars per million input tokens (text and images), where API-NOTES.md gives it.
     pub input_price_per_m: Option<f64>,
+    /// Takes the googleSearch tool.
+    pub search: bool,
+    /// Its googleSearch tool also searches images (`searchTypes.imageSearch`).
+    pub image_search: bool,
 }
 
 pub const MODELS: &[ModelInfo] = &[
@@ -47,6 +51,8 @@ pub const MODELS: &[ModelInfo] = &[
         output_mime: "image/jpeg",
         image_prices: &[("1K", 0.134), ("2K", 0.134), ("4K", 0.24)],
         input_price_per_m: Some(2.0),
+        search: true,
+        image_search: false,
     },
     ModelInfo {
         id: "gemini-3.1-flash-image",
@@ -58,6 +64,8 @@ pub const MODELS: &[ModelInfo] = &[
         output_mime: "image/jpeg",
         image_prices: &[("512", 0.045), ("1K", 0.067), ("2K", 0.101), ("4K", 0.151)],
         input_price_per_m: None,
+        search: true,
+        image_search: true,
     },
     ModelInfo {
         id: "gemini-2.5-flash-image",
@@ -69,6 +77,8 @@ pub const MODELS: &[ModelInfo] = &[
         output_mime: "image/png",
         image_prices: &[("", 0.039)],
         input_price_per_m: None,
+        search: false,
+        image_search: false,
     },
 ];
 

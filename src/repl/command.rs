@@ -31,6 +31,37 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
         "this session's turns: prompt, image, size, tokens, cost",
     ),
     (
+        "branch",
+        "/branch [NAME] [@TURN]",
+        "a new session sharing this one's history (up to turn TURN: @3, or @3b for turn 3's second take); switch to it",
+    ),
+    (
+        "undo",
+        "/undo",
+        "step back one turn; the turn stays stored (/redo, /tree)",
+    ),
+    ("redo", "/redo", "step forward again after /undo"),
+    (
+        "retry",
+        "/retry",
+        "send the last prompt again: after an error, or for another take (the old take stays: /tree)",
+    ),
+    (
+        "tree",
+        "/tree",
+        "the whole family of this thread, every branch and take (also /history --all)",
+    ),
+    (
+        "delete",
+        "/delete NAME",
+        "delete a session; history another session still uses stays",
+    ),
+    (
+        "export",
+        "/export [DIR]",
+        "write this session's images, transcript.md and thread.json (default ./<session>-export)",
+    ),
+    (
         "show",
         "/show [TURN]",
         "show a turn's image again (default: the last)",
@@ -80,6 +111,16 @@ pub enum Command {
     New(Option<String>),
     Sessions,
     History,
+    Branch {
+        name: Option<String>,
+        at: Option<TurnRef>,
+    },
+    Undo,
+    Redo,
+    Retry,
+    Tree,
+    Delete(String),
+    Export(Option<PathBuf>),
     Show(Option<i64>),
     Model(Option<String>),
     Aspect(String),
@@ -153,7 +194,19 @@ impl FromStr for Command {
             "load" => Command::Load(required("a session name")?),
             "new" => Command::New(arg()),
             "sessions" => Command::Sessions,
+            "history" if rest == "--all" => Command::Tree,
             "history" => Command::History,
+            "branch" => parse_branch(rest)?,
+            "undo" => Command::Undo,
+            "redo" => Command::Redo,
+            "retry" => Command::Retry,
+            "tree" => Command::Tree,
+            "delete" => Command::Delete(required("a session name")?),
+            "export" => Command::Export(match split_paths(rest)?.as_slice() {
+                [] => None,
+                [dir] => Some(dir.clone()),
+                _ => bail!("/export takes one directory"),
+            }),
             "show" => Command::Show(match arg() {
                 None => None,
                 Some(turn) => match turn.parse::<i64>() {
@@ -170,6 +223,50 @@ impl FromStr for Command {
             _ => unreachable!("every name in COMMANDS has an arm above"),
         })
     }
+}
+
+/// A turn along the session's history (`3`), or one of its other takes (`3b` is turn 3's second take).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TurnRef {
+    pub number: i64,
+    /// `None`: the take on this session's path; `Some(0)` for `a`, `Some(1)` for `b`, ...: takes in the order made.
+    pub take: Option<usize>,
+}
+
+impl FromStr for TurnRef {
+    type Err = anyhow::Error;
+
+    fn from_str(text: &str) -> Result<TurnRef> {
+        let text = text.trim_start_matches('@');
+        let digits = text.trim_end_matches(|c: char| c.is_ascii_lowercase());
+        let letters = &text[digits.len()..];
+        let number: i64 = match digits.parse() {
+            Ok(n) if n >= 1 => n,
+            _ => bail!("{text:?} is not a turn: use a number (3), or a number and a take letter (3b)"),
+        };
+        let take = match letters.as_bytes() {
+            [] => None,
+            [letter] => Some(usize::from(letter - b'a')),
+            _ => bail!("{text:?} is not a turn: one take letter at most (3b)"),
+        };
+        Ok(TurnRef { number, take })
+    }
+}
+
+/// `/branch [NAME] [@TURN]`, in either order.
+fn parse_branch(rest: &str) -> Result<Command> {
+    let mut name = None;
+    let mut at = None;
+    for word in rest.split_whitespace() {
+        if word.starts_with('@') {
+            at = Some(word.parse()?);
+        } else if name.is_none() {
+            name = Some(word.to_string());
+        } else {
+            bail!("usage: {}", usage("branch"));
+        }
+    }
+    Ok(Command::Branch { name, at })
 }
 
 pub fn usage(name: &str) -> &'static str {
@@ -277,6 +374,17 @@ mod tests {
         assert_eq!(cmd("/EXIT"), Command::Quit);
         assert_eq!(cmd("/show 3"), Command::Show(Some(3)));
         assert_eq!(cmd("/save"), Command::Save(None));
+        assert_eq!(cmd("/history --all"), Command::Tree);
+        assert_eq!(
+            cmd("/branch @3b night"),
+            Command::Branch {
+                name: Some("night".into()),
+                at: Some(TurnRef { number: 3, take: Some(1) })
+            }
+        );
+        assert_eq!(cmd("/branch"), Command::Branch { name: None, at: None });
+        assert!("/branch @0".parse::<Line>().is_err());
+        assert!("/branch a b".parse::<Line>().is_err());
         assert!("/show zero".parse::<Line>().is_err());
         assert!(
             "/load"

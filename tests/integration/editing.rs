@@ -204,7 +204,11 @@ fn errors_are_one_clear_line_and_record_nothing() {
     let server = FakeGemini::start();
     let sandbox = Sandbox::new(&server);
 
-    server.push_reply(Reply::status_fixture(429, "error-429-retry-info.json"));
+    // A 429 without RetryInfo or QuotaFailure is a used-up quota: not retried (the retried kind is in providers.rs).
+    server.push_reply(Reply::Status(
+        429,
+        json!({"error": {"code": 429, "message": "You exceeded your current quota.", "status": "RESOURCE_EXHAUSTED"}}),
+    ));
     let run = sandbox.run(&["a cat"], "").expect_code(1);
     assert!(
         run.stderr
@@ -212,6 +216,7 @@ fn errors_are_one_clear_line_and_record_nothing() {
         "{}",
         run.stderr
     );
+    assert!(run.stderr.contains("waiting will not help"), "{}", run.stderr);
     assert!(run.stdout.is_empty());
 
     server.push_reply(Reply::gateway_error(

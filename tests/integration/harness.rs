@@ -74,19 +74,15 @@ impl Sandbox {
         Run::from(output)
     }
 
+    /// Runs a command made with [`Sandbox::peel`] (and changed by the test, e.g. its environment) and waits for it.
+    pub fn run_command(&self, command: Command, stdin: &str) -> Run {
+        let mut child = spawn_command(command, stdin);
+        Run::from(wait_with_timeout(&mut child))
+    }
+
     /// Starts peel with `stdin` piped in, without waiting.
     pub fn spawn(&self, args: &[&str], stdin: &str) -> Child {
-        let mut child = self
-            .peel(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("the peel binary runs");
-        let mut pipe = child.stdin.take().unwrap();
-        pipe.write_all(stdin.as_bytes()).unwrap();
-        drop(pipe);
-        child
+        spawn_command(self.peel(args), stdin)
     }
 
     /// The database, opened read-only by the test itself.
@@ -118,6 +114,20 @@ impl Sandbox {
         walk(self.dir.path(), &mut out);
         out
     }
+}
+
+/// Starts a peel command with `stdin` piped in.
+fn spawn_command(mut command: Command, stdin: &str) -> Child {
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the peel binary runs");
+    let mut pipe = child.stdin.take().unwrap();
+    pipe.write_all(stdin.as_bytes()).unwrap();
+    drop(pipe);
+    child
 }
 
 /// Waits for peel (at most a minute), reading its output as it comes so a full pipe never stalls it.
