@@ -27,6 +27,15 @@ pub struct Cancelled;
 #[error("{0}")]
 pub struct Refused(String);
 
+/// What a turn showed while it ran, and what it brought besides the content.
+struct AnswerExtras {
+    /// Thought summaries were streamed to the screen already.
+    thoughts_shown: bool,
+    /// The answer text was streamed to the screen already.
+    text_shown: bool,
+    sources: Vec<crate::gemini::outcome::Source>,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Flow {
     Continue,
@@ -110,7 +119,7 @@ impl App {
         let request = GenerateContentRequest {
             contents,
             generation_config,
-            tools: Vec::new(),
+            tools: self.session.settings.tools(),
             system_instruction: None,
         };
 
@@ -130,6 +139,11 @@ impl App {
         if let Some(spinner) = &spinner {
             spinner.finish_and_clear();
         }
+        let mut extras = AnswerExtras {
+            thoughts_shown: live.thoughts_shown(),
+            text_shown: live.text_shown(),
+            sources: Vec::new(),
+        };
         let elapsed = started.elapsed();
         let Some(response) = answer else {
             return Err(Cancelled.into());
@@ -143,7 +157,11 @@ impl App {
                 content,
                 finish_reason,
                 usage,
-            } => (content, finish_reason, usage),
+                sources,
+            } => {
+                extras.sources = sources;
+                (content, finish_reason, usage)
+            }
             Outcome::Refused(refusal) => {
                 let kept = match self.session.attachments.len() {
                     0 => String::new(),
@@ -195,24 +213,32 @@ impl App {
                 row.redo.clear();
             }
         }
-        self.show_answer(appended.turn, &content, &meta, &answer_images)
+        let label = crate::tree::label(appended.turn, appended.take);
+        self.show_answer(appended.turn, &label, &content, &meta, &answer_images, &extras)
     }
 
     fn show_answer(
         &self,
         turn: i64,
+        label: &str,
         content: &Content,
         meta: &TurnMeta,
         images: &[images::AnswerImage],
+        extras: &AnswerExtras,
     ) -> Result<()> {
+        let thoughts = content.thought_text();
+        let show_thoughts = meta.settings.as_ref().is_some_and(|s| s.thoughts);
+        if show_thoughts && !extras.thoughts_shown && !thoughts.trim().is_empty() {
+            self.ui.say(&self.ui.dim(&render::sanitize(thoughts.trim())));
+        }
         let text = content.answer_text();
-        if !text.trim().is_empty() {
+        if !extras.text_shown && !text.trim().is_empty() {
             self.ui.say(&render::sanitize(text.trim()));
         }
         let mut saved = Vec::new();
         for (index, image) in images.iter().enumerate() {
             let path =
-                images::output_path(&self.out_dir, self.session.name(), turn, index, image.ext);
+                images::output_path(&self.out_dir, self.session.name(), label, index, image.ext);
             images::write_atomically(&path, &image.bytes)?;
             self.ui.preview(&image.bytes);
             self.announce_path(&path, &image.meta);
@@ -228,6 +254,18 @@ impl App {
                 "no image came back this turn (text only); the answer is kept in the history",
             );
         }
+        if !extras.sources.is_empty() {
+            let mut list = String::from("sources:");
+            for (n, source) in extras.sources.iter().enumerate() {
+                list.push_str(&format!(
+                    "\n  {}. {} {}",
+                    n + 1,
+                    render::sanitize(&source.title),
+                    self.ui.dim(&render::sanitize(&source.uri))
+                ));
+            }
+            self.ui.say(&list);
+        }
         if self.ui.json {
             let object = json!({
                 "session": self.session.name(),
@@ -237,6 +275,7 @@ impl App {
                 })).collect::<Vec<_>>(),
                 "text": render::sanitize(&text),
                 "finish_reason": meta.finish_reason,
+                "sources": extras.sources,
                 "usage": meta.usage,
                 "cost": { "usd": meta.cost_usd, "estimated": true },
                 "elapsed_ms": meta.elapsed_ms,
@@ -314,6 +353,23 @@ impl App {
                 };
                 self.change_settings(|s| s.size = size)?;
             }
+            Command::Thoughts(on) => self.change_settings(|s| s.thoughts = on)?,
+            Command::Think(level) => self.change_settings(|s| s.think = level)?,
+            Command::Search(on) => self.change_settings(|s| s.search = on)?,
+            Command::Stream(on) => {
+                self.stream = on;
+                let offline = matches!(self.backend, Backend::Offline);
+                self.ui.note(match (on, offline) {
+                    (true, false) => "streaming on: thought summaries and text appear as they arrive",
+                    (true, true) => "streaming on (offline answers arrive whole anyway)",
+                    (false, _) => "streaming off: each answer arrives whole",
+                });
+            }
+            Command::Cost => {
+                let turns = self.session.turns(&self.store)?;
+                self.ui
+                    .say(&crate::cost::report(self.session.name(), &turns));
+            }
             Command::Settings => self.ui.say(&self.settings_text()),
             Command::Help(topic) => self.ui.say(&command::help(topic.as_deref())?),
             Command::Quit => return Ok(Flow::Quit),
@@ -361,12 +417,11 @@ impl App {
         }
         // Keep the images with the session: move its image folder along when it is renamed.
         if let Some(old) = old.filter(|old| old != self.session.name()) {
-            let from = images::output_path(&self.out_dir, &old, 1, 0, "x");
-            let to = images::output_path(&self.out_dir, self.session.name(), 1, 0, "x");
-            if let (Some(from), Some(to)) = (from.parent(), to.parent())
-                && from.is_dir()
+            let from = images::session_dir(&self.out_dir, &old);
+            let to = images::session_dir(&self.out_dir, self.session.name());
+            if from.is_dir()
                 && !to.exists()
-                && let Err(e) = std::fs::rename(from, to)
+                && let Err(e) = std::fs::rename(&from, &to)
             {
                 self.ui
                     .warn(&format!("the images stay in {}: {e}", from.display()));
@@ -422,7 +477,7 @@ impl App {
             let path = images::output_path(
                 &self.out_dir,
                 self.session.name(),
-                turn.number,
+                &turn.label(),
                 index,
                 image.ext,
             );
@@ -484,7 +539,7 @@ impl App {
                 let image = match meta.images.first() {
                     Some(i) => format!(
                         "{} {}x{}",
-                        images::output_path(&self.out_dir, self.session.name(), t.number, 0, ext)
+                        images::output_path(&self.out_dir, self.session.name(), &t.label(), 0, ext)
                             .display(),
                         i.width,
                         i.height
@@ -496,7 +551,7 @@ impl App {
                     n => format!(" [+{n} image{}]", if n == 1 { "" } else { "s" }),
                 };
                 vec![
-                    t.number.to_string(),
+                    t.label(),
                     format!("{}{attached}", one_line(&t.user.visible_text(), 40)),
                     image,
                     meta.usage
@@ -608,9 +663,10 @@ impl App {
         self.session.settings = next;
         self.session.save_settings(&self.store)?;
         self.ui.note(&format!(
-            "next turn: {} · {}",
+            "next turn: {} · {}{}",
             self.session.settings.model,
-            self.session.settings.shape()
+            self.session.settings.shape(),
+            self.session.settings.switches()
         ));
         Ok(())
     }
@@ -618,12 +674,17 @@ impl App {
     fn settings_text(&self) -> String {
         let s = &self.session.settings;
         let attachments = self.session.attachments.len();
+        let on_off = |on: bool| if on { "on" } else { "off" };
         format!(
-            "session      {}\nmodel        {}\naspect       {}\nsize         {}\nattachments  {attachments}\nimages to    {}",
+            "session      {}\nmodel        {}\naspect       {}\nsize         {}\nthoughts     {}\nthink        {}\nsearch       {}\nstream       {}\nattachments  {attachments}\nimages to    {}",
             self.session.name(),
             s.model,
             s.aspect.as_deref().unwrap_or("auto (the model decides)"),
             s.size.as_deref().unwrap_or("1K (default)"),
+            on_off(s.thoughts),
+            s.think.as_deref().unwrap_or("auto (the model's default)"),
+            on_off(s.search),
+            on_off(self.stream),
             self.out_dir.join(self.session.name()).display(),
         )
     }

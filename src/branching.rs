@@ -164,7 +164,7 @@ impl App {
         let Some(take) = turn.take else { return Ok(on_path.clone()) };
         nodes
             .iter()
-            .find(|n| n.parent_model == on_path.parent_model && n.take == take)
+            .find(|n| n.parent_model == on_path.parent_model && n.owner == on_path.owner && n.take == take)
             .cloned()
             .with_context(|| format!("turn {} has no take {}", turn.number, tree::label(turn.number, take)))
     }

@@ -151,13 +151,16 @@ impl Config {
         let mut table: toml::Table = text.parse()?;
         let default_profile = match table.remove("profile") {
             Some(toml::Value::String(name)) => Some(name),
-            Some(_) => anyhow::bail!("`profile` must be a string: the name of a [profiles.NAME] table"),
+            Some(_) => {
+                anyhow::bail!("`profile` must be a string: the name of a [profiles.NAME] table")
+            }
             None => None,
         };
-        let mut profiles: std::collections::BTreeMap<String, ProfileConfig> = match table.remove("profiles") {
-            Some(value) => value.try_into().context("in [profiles]")?,
-            None => Default::default(),
-        };
+        let mut profiles: std::collections::BTreeMap<String, ProfileConfig> =
+            match table.remove("profiles") {
+                Some(value) => value.try_into().context("in [profiles]")?,
+                None => Default::default(),
+            };
         let defaults: ProfileConfig = toml::Value::Table(table).try_into()?;
         let chosen = profile.map(str::to_string).or(default_profile);
         let values = match &chosen {
@@ -168,7 +171,11 @@ impl Config {
                     let known: Vec<&str> = profiles.keys().map(String::as_str).collect();
                     anyhow::bail!(
                         "no profile {name:?}; the profiles are: {}",
-                        if known.is_empty() { "(none)".to_string() } else { known.join(", ") }
+                        if known.is_empty() {
+                            "(none)".to_string()
+                        } else {
+                            known.join(", ")
+                        }
                     );
                 }
             },
@@ -270,7 +277,10 @@ pub fn new_session_settings(
     if let Some(size) = &config.values.size {
         let size = models::normalize_size(size).map_err(|e| usage_error(format!("config: {e}")))?;
         // A default the model does not take is left out, as the built-in 1K is on 2.5.
-        let model = cli.model.as_deref().map_or(base.model.clone(), |m| models::resolve(m).0);
+        let model = cli
+            .model
+            .as_deref()
+            .map_or(base.model.clone(), |m| models::resolve(m).0);
         if models::info(&model).is_none_or(|m| m.takes_size(&size)) {
             base.size = Some(size);
         }
@@ -344,7 +354,7 @@ pub fn backend(cli: &Cli, config: &Config) -> Result<Backend> {
             .saturating_mul(1_000_000),
         vertex_image_config,
     })?;
-    Ok(Backend::Remote(client))
+    Ok(Backend::Remote(Box::new(client)))
 }
 
 /// A project or location goes into the URL path as it is: refuse anything that would change the path.
@@ -355,7 +365,9 @@ fn path_segment(value: &str, what: &str) -> Result<String> {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
     if !ok {
-        return Err(usage_error(format!("the Vertex AI {what} {value:?} is not a valid name")));
+        return Err(usage_error(format!(
+            "the Vertex AI {what} {value:?} is not a valid name"
+        )));
     }
     Ok(value.to_string())
 }
@@ -437,7 +449,9 @@ fn vertex_image_config(
             return Err(usage_error("jpeg_quality is 0 to 100"));
         }
         if values.output_mime_type.as_deref() == Some("image/png") {
-            return Err(usage_error("jpeg_quality needs output_mime_type = \"image/jpeg\""));
+            return Err(usage_error(
+                "jpeg_quality needs output_mime_type = \"image/jpeg\"",
+            ));
         }
         output.insert("compressionQuality".into(), json!(quality));
     }
@@ -518,8 +532,13 @@ person_generation = "ALLOW_ADULT"
             json!({"personGeneration": "ALLOW_ADULT",
                    "imageOutputOptions": {"mimeType": "image/jpeg", "compressionQuality": 80}})
         );
-        let e = vertex_image_config(&values, false, Some("google")).unwrap_err().to_string();
-        assert!(e.contains("only work(s) on Vertex AI") && e.contains("profile google"), "{e}");
+        let e = vertex_image_config(&values, false, Some("google"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("only work(s) on Vertex AI") && e.contains("profile google"),
+            "{e}"
+        );
         let bad = ProfileConfig {
             person_generation: Some("everyone".into()),
             ..ProfileConfig::default()

@@ -12,6 +12,7 @@ use crate::gemini::Content;
 use crate::images;
 use crate::render::{self, thousands};
 use crate::session;
+use crate::tree;
 use crate::settings::Settings;
 use crate::store::{NewTurn, SessionRow, Store, TurnMeta, now_ms};
 
@@ -60,8 +61,9 @@ pub fn export_session(store: &Store, row: &SessionRow, dir: &Path) -> Result<Vec
                 let _ = writeln!(transcript, "{}\n", render::sanitize(text.trim()));
             }
             for (index, image) in images::answer_images(&content).iter().enumerate() {
-                let name = images::output_path(Path::new(""), "", stored.turn(), index, image.ext);
-                let name = name.file_name().context("an image file name")?.to_string_lossy().into_owned();
+                let prompt = stored.parent_id.context("an answer without its prompt")?;
+                let label = tree::label(stored.turn(), store.take_index(prompt)?);
+                let name = images::file_name(&label, index, image.ext);
                 images::write_atomically(&dir.join(&name), &image.bytes)?;
                 written.push(dir.join(&name));
                 let _ = writeln!(

@@ -155,14 +155,20 @@ pub fn answer_images(content: &Content) -> Vec<AnswerImage> {
         .collect()
 }
 
-/// `OUT/<session>/<turn>[-k].<ext>`: the first image of a turn is `<turn>.<ext>`, further ones `<turn>-2.<ext>`, ...
-pub fn output_path(out_dir: &Path, session: &str, turn: i64, index: usize, ext: &str) -> PathBuf {
-    let name = if index == 0 {
-        format!("{turn}.{ext}")
-    } else {
-        format!("{turn}-{}.{ext}", index + 1)
-    };
-    out_dir.join(safe_dir_name(session)).join(name)
+/// Where a session's images go: `OUT/<session>`.
+pub fn session_dir(out_dir: &Path, session: &str) -> PathBuf {
+    out_dir.join(safe_dir_name(session))
+}
+
+/// `<turn>[-k].<ext>`: the first image of a turn is `3.jpg` (or `3b.jpg` for a second take), further ones
+/// `3-2.jpg`, ...
+pub fn file_name(turn: &str, index: usize, ext: &str) -> String {
+    if index == 0 { format!("{turn}.{ext}") } else { format!("{turn}-{}.{ext}", index + 1) }
+}
+
+/// `OUT/<session>/<turn>[-k].<ext>`.
+pub fn output_path(out_dir: &Path, session: &str, turn: &str, index: usize, ext: &str) -> PathBuf {
+    session_dir(out_dir, session).join(file_name(turn, index, ext))
 }
 
 /// Session names become directory names: no separators or dot-dot tricks.
@@ -250,17 +256,18 @@ mod tests {
     fn output_paths() {
         let out = Path::new("/o");
         assert_eq!(
-            output_path(out, "fox", 3, 0, "jpg"),
+            output_path(out, "fox", "3", 0, "jpg"),
             Path::new("/o/fox/3.jpg")
         );
         assert_eq!(
-            output_path(out, "fox", 3, 1, "png"),
+            output_path(out, "fox", "3", 1, "png"),
             Path::new("/o/fox/3-2.png")
         );
         assert_eq!(
-            output_path(out, "../x", 1, 0, "jpg"),
+            output_path(out, "../x", "1", 0, "jpg"),
             Path::new("/o/.._x/1.jpg")
         );
-        assert_eq!(output_path(out, "..", 1, 0, "jpg"), Path::new("/o/_/1.jpg"));
+        assert_eq!(output_path(out, "..", "1", 0, "jpg"), Path::new("/o/_/1.jpg"));
+        assert_eq!(output_path(out, "fox", "3b", 0, "jpg"), Path::new("/o/fox/3b.jpg"));
     }
 }

@@ -8,6 +8,7 @@ pub mod app;
 pub mod branching;
 pub mod cli;
 pub mod config;
+pub mod cost;
 pub mod export;
 pub mod gemini;
 pub mod images;
@@ -94,6 +95,7 @@ pub fn run(cli: Cli) -> Result<Outcome> {
     let session = open_session(&cli, &cfg, &store, &mut notices)?;
     let mut app = App::new(store, session, ui, backend, cfg.out_dir(&cli))?;
     app.stream = cfg.stream(&cli, interactive);
+    app.ui.verbose = cli.verbose;
     for notice in &notices {
         app.ui.note(notice);
     }

@@ -14,6 +14,8 @@ use crate::store::{ContentRow, SessionRow, Store};
 #[derive(Debug, Clone)]
 pub struct Turn {
     pub number: i64,
+    /// Which take of turn `number` this is (see [`crate::tree::label`]).
+    pub take: usize,
     pub user: ContentRow,
     pub model: ContentRow,
 }
@@ -25,6 +27,13 @@ pub struct Session {
     pub wanted_name: Option<String>,
     pub settings: Settings,
     pub attachments: Vec<Attachment>,
+}
+
+impl Turn {
+    /// `3`, or `3b` for a second take: how files and commands name the turn.
+    pub fn label(&self) -> String {
+        crate::tree::label(self.number, self.take)
+    }
 }
 
 impl Session {
@@ -105,11 +114,8 @@ impl Session {
         let mut turns = Vec::with_capacity(chain.len() / 2);
         let mut rows = chain.into_iter();
         while let (Some(user), Some(model)) = (rows.next(), rows.next()) {
-            turns.push(Turn {
-                number: model.turn(),
-                user,
-                model,
-            });
+            let take = store.take_index(user.id)?;
+            turns.push(Turn { number: model.turn(), take, user, model });
         }
         Ok(turns)
     }

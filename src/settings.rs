@@ -130,7 +130,10 @@ impl Settings {
             include_thoughts: self.thoughts.then_some(true),
             thinking_level: self.think.clone(),
         };
-        Ok((config.include_thoughts.is_some() || config.thinking_level.is_some()).then_some(config))
+        Ok(
+            (config.include_thoughts.is_some() || config.thinking_level.is_some())
+                .then_some(config),
+        )
     }
 
     /// The request's `tools`: Google Search when asked for, with image search where the model has it.
@@ -144,6 +147,21 @@ impl Settings {
         } else {
             vec![json!({"googleSearch": {}})]
         }
+    }
+
+    /// " · thoughts · think high · search" for the switches that are on (empty when none is).
+    pub fn switches(&self) -> String {
+        let mut text = String::new();
+        if self.thoughts {
+            text.push_str(" · thoughts");
+        }
+        if let Some(level) = &self.think {
+            text.push_str(&format!(" · think {level}"));
+        }
+        if self.search {
+            text.push_str(" · search");
+        }
+        text
     }
 
     /// "16:9 · 2K" for footers and listings.
@@ -184,12 +202,22 @@ mod tests {
         pro.thoughts = true;
         assert!(pro.generation_config().unwrap().thinking_config.is_some());
         pro.think = Some("minimal".into());
-        assert!(pro.generation_config().unwrap_err().to_string().contains("no thinking level"));
+        assert!(
+            pro.generation_config()
+                .unwrap_err()
+                .to_string()
+                .contains("no thinking level")
+        );
 
         let mut nano = settings("gemini-2.5-flash-image", None, None);
         assert!(nano.generation_config().unwrap().thinking_config.is_none());
         nano.thoughts = true;
-        assert!(nano.generation_config().unwrap_err().to_string().contains("does not think"));
+        assert!(
+            nano.generation_config()
+                .unwrap_err()
+                .to_string()
+                .contains("does not think")
+        );
     }
 
     #[test]
@@ -211,7 +239,8 @@ mod tests {
 
     #[test]
     fn old_rows_load_and_defaults_stay_out_of_the_json() {
-        let old: Settings = serde_json::from_str(r#"{"model":"gemini-3-pro-image","size":"2K"}"#).unwrap();
+        let old: Settings =
+            serde_json::from_str(r#"{"model":"gemini-3-pro-image","size":"2K"}"#).unwrap();
         assert!(!old.thoughts && !old.search && old.think.is_none());
         assert_eq!(
             serde_json::to_string(&old).unwrap(),

@@ -13,8 +13,10 @@ pub struct TurnNode {
     pub model_id: i64,
     /// The answer this turn continues from (`None` for a first turn).
     pub parent_model: Option<i64>,
+    /// The session that made the turn; each session numbers its own takes.
+    pub owner: Option<i64>,
     pub number: i64,
-    /// 0 for the first take of this turn, 1 for the second (`b`), ... among siblings, in the order made.
+    /// 0 for the first take of this turn its session made, 1 for the second (`b`), ... in the order made.
     pub take: usize,
     pub prompt: String,
     pub images: usize,
@@ -37,18 +39,19 @@ pub fn label(number: i64, take: usize) -> String {
 /// The turns among `rows` (a family as [`crate::store::Store::family`] returns it, possibly several roots).
 pub fn turns(rows: &[ContentRow]) -> Vec<TurnNode> {
     let users: HashMap<i64, &ContentRow> = rows.iter().filter(|r| r.role == "user").map(|r| (r.id, r)).collect();
-    let mut takes: HashMap<Option<i64>, usize> = HashMap::new();
+    let mut takes: HashMap<(Option<i64>, Option<i64>), usize> = HashMap::new();
     let mut nodes = Vec::new();
     // Rows come parents first, siblings in the order made, so takes are numbered as they were made.
     let mut models: Vec<&ContentRow> = rows.iter().filter(|r| r.role == "model").collect();
     models.sort_by_key(|r| (r.depth, r.parent_id));
     for model in models {
         let Some(user) = model.parent_id.and_then(|id| users.get(&id)) else { continue };
-        let take = takes.entry(user.parent_id).or_default();
+        let take = takes.entry((user.parent_id, user.session_id)).or_default();
         nodes.push(TurnNode {
             user_id: user.id,
             model_id: model.id,
             parent_model: user.parent_id,
+            owner: user.session_id,
             number: model.turn(),
             take: *take,
             prompt: user.visible_text(),
@@ -106,8 +109,8 @@ pub fn path_notes(nodes: &[TurnNode], path: &[i64], heads: &HashMap<i64, Vec<Str
     for node in nodes.iter().filter(|n| on_path.contains(&n.model_id)) {
         let others: Vec<String> = nodes
             .iter()
-            .filter(|n| n.parent_model == node.parent_model && n.model_id != node.model_id)
-            .map(|n| format!("@{}", n.label()))
+            .filter(|n| n.parent_model == node.parent_model && n.owner == node.owner && n.model_id != node.model_id)
+            .map(|n| format!("@{}{}", n.number, (b'a' + n.take.min(25) as u8) as char))
             .collect();
         if !others.is_empty() {
             notes.entry(node.model_id).or_default().push(format!("other takes: {}", others.join(" ")));
@@ -144,6 +147,7 @@ mod tests {
             parts_json: format!(r#"[{{"text":"{text}"}},{{"inlineData":{{"mimeType":"image/png","data":"AA=="}}}}]"#),
             meta: TurnMeta::default(),
             created_at: 0,
+            session_id: Some(1),
         }
     }
 

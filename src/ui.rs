@@ -18,6 +18,8 @@ pub struct Ui {
     pub interactive: bool,
     pub json: bool,
     pub quiet: bool,
+    /// `-v`: also the endpoint and size of each request.
+    pub verbose: bool,
     pub preview: PreviewMode,
     color: bool,
     stdout_is_terminal: bool,
@@ -33,6 +35,7 @@ impl Ui {
             interactive,
             json,
             quiet,
+            verbose: false,
             preview,
             color,
             stdout_is_terminal,
@@ -160,6 +163,16 @@ impl Live<'_> {
             Progress::Text(text) if !text.trim().is_empty() => {
                 self.text_shown.set(true);
                 sanitize(text.trim())
+            }
+            Progress::Sending { url, bytes } => {
+                if self.ui.verbose {
+                    let line = self.ui.dim(&format!("POST {url} ({:.1} MB)", bytes as f64 / 1e6));
+                    match self.spinner {
+                        Some(spinner) => spinner.suspend(|| self.ui.say(&line)),
+                        None => self.ui.say(&line),
+                    }
+                }
+                return;
             }
             Progress::Retrying { .. } => {
                 let message = progress.retry_message().unwrap_or_default();

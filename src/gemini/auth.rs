@@ -26,7 +26,10 @@ pub const DEFAULT_TOKEN_CMD: &str = "gcloud auth print-access-token";
 
 #[derive(Debug)]
 pub enum Credential {
-    Key { key: Secret, auth: Auth },
+    Key {
+        key: Secret,
+        auth: Auth,
+    },
     /// A Vertex AI access token, always sent as `Authorization: Bearer`.
     Token(TokenCommand),
 }
@@ -106,7 +109,8 @@ impl TokenCommand {
         if let Some(token) = &*cache {
             return Ok(token.clone());
         }
-        let token = run_secret_command(&self.command, "token_cmd").map_err(GeminiError::Credential)?;
+        let token =
+            run_secret_command(&self.command, "token_cmd").map_err(GeminiError::Credential)?;
         *cache = Some(token.clone());
         Ok(token)
     }
@@ -224,7 +228,10 @@ mod tests {
     fn tokens_come_from_the_command_once_until_forgotten() {
         let dir = tempfile::tempdir().unwrap();
         let counter = dir.path().join("n");
-        let command = format!("echo x >> {0}; echo \"  tok-$(wc -l < {0} | tr -d ' ')  \"", counter.display());
+        let command = format!(
+            "echo x >> {0}; echo \"  tok-$(wc -l < {0} | tr -d ' ')  \"",
+            counter.display()
+        );
         let credential = Credential::Token(TokenCommand::new(command));
         let bearer = |c: &Credential| {
             let mut headers = HeaderMap::new();
@@ -239,10 +246,20 @@ mod tests {
 
     #[test]
     fn a_failing_command_says_so_without_its_output() {
-        let error = run_secret_command("echo s3cr3t | tr 3 e; echo 'not logged in' >&2; exit 3", "token_cmd")
-            .unwrap_err();
+        let error = run_secret_command(
+            "echo s3cr3t | tr 3 e; echo 'not logged in' >&2; exit 3",
+            "token_cmd",
+        )
+        .unwrap_err();
         assert!(error.contains("not logged in"), "{error}");
-        assert!(!error.contains("secret") && !error.contains("s3cr3t"), "{error}");
-        assert!(run_secret_command("true", "api_key_cmd").unwrap_err().contains("printed nothing"));
+        assert!(
+            !error.contains("secret") && !error.contains("s3cr3t"),
+            "{error}"
+        );
+        assert!(
+            run_secret_command("true", "api_key_cmd")
+                .unwrap_err()
+                .contains("printed nothing")
+        );
     }
 }

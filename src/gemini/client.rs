@@ -149,6 +149,10 @@ impl Client {
             let mut headers = HeaderMap::new();
             headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
             self.config.credential.apply(&mut headers, &mut url)?;
+            progress(Progress::Sending {
+                url: &redact_url(&url),
+                bytes: body.len(),
+            });
             let response = self
                 .http
                 .post(&url)
@@ -171,10 +175,9 @@ impl Client {
         let status = response.status();
         if !status.is_success() {
             let bytes = response.bytes().await.map_err(|e| self.transport(e))?;
-            return Err(GeminiError::Api(self.scrub(ApiError::from_body(
-                status.as_u16(),
-                &bytes,
-            ))));
+            return Err(GeminiError::Api(
+                self.scrub(ApiError::from_body(status.as_u16(), &bytes)),
+            ));
         }
         if !stream {
             let bytes = response.bytes().await.map_err(|e| self.transport(e))?;
@@ -329,7 +332,10 @@ mod tests {
             vertex.endpoint("m", false),
             "https://us-central1-aiplatform.googleapis.com/v1/projects/p/locations/us-central1/publishers/google/models/m:generateContent"
         );
-        assert_eq!(vertex_base_url("global"), "https://aiplatform.googleapis.com");
+        assert_eq!(
+            vertex_base_url("global"),
+            "https://aiplatform.googleapis.com"
+        );
         let express = client(&vertex_base_url("global"), Api::VertexExpress);
         assert_eq!(
             express.endpoint("m", true),

@@ -201,7 +201,8 @@ impl ApiError {
     fn hint(&self) -> Option<&'static str> {
         if self.is_auth() {
             Some(
-                "check the key in GEMINI_API_KEY (or GOOGLE_API_KEY) and that it may use this model",
+                "check the key (GEMINI_API_KEY, GOOGLE_API_KEY, or the profile's api_key_env, api_key_cmd or \
+                 token_cmd) and that it may use this model",
             )
         } else if self.http_status == 429 && !self.is_retryable() {
             Some("the quota or prepaid credit is used up; waiting will not help")

@@ -24,6 +24,8 @@ pub enum Progress<'a> {
     Thought(&'a str),
     /// A non-empty text part of the answer, as it arrived.
     Text(&'a str),
+    /// A request is being sent to `url` (credentials redacted) with a body of `bytes`.
+    Sending { url: &'a str, bytes: usize },
     /// Attempt `attempt` of `attempts` starts after `wait`, because the last one failed with `reason`.
     Retrying {
         wait: Duration,
@@ -48,7 +50,9 @@ impl Progress<'_> {
                 } else {
                     format!("{} ms", wait.as_millis())
                 };
-                Some(format!("retrying in {wait} ({attempt}/{attempts}): {reason}"))
+                Some(format!(
+                    "retrying in {wait} ({attempt}/{attempts}): {reason}"
+                ))
             }
             _ => None,
         }
@@ -58,7 +62,8 @@ impl Progress<'_> {
 /// Who answers a turn: the real API (or a gateway), or the local stand-in of `--offline`.
 #[derive(Debug)]
 pub enum Backend {
-    Remote(Client),
+    // Boxed: a client is large, and the offline variant is empty.
+    Remote(Box<Client>),
     Offline,
 }
 

@@ -166,7 +166,10 @@ mod tests {
         };
         for (attempt, full) in [(1, 1.0), (2, 2.0), (3, 4.0), (4, 8.0), (9, 30.0)] {
             let wait = policy.wait(attempt, &overloaded()).unwrap().as_secs_f64();
-            assert!(wait >= full / 2.0 && wait <= full, "attempt {attempt}: {wait}");
+            assert!(
+                wait >= full / 2.0 && wait <= full,
+                "attempt {attempt}: {wait}"
+            );
         }
         let long = api(
             429,
@@ -187,7 +190,8 @@ mod tests {
                 ..
             } = p
             {
-                said.borrow_mut().push(format!("({attempt}/{attempts}): {reason}"));
+                said.borrow_mut()
+                    .push(format!("({attempt}/{attempts}): {reason}"));
             }
         };
         let result = fast(5)
@@ -218,7 +222,10 @@ mod tests {
             .await;
         assert_eq!(calls.get(), 3);
         let message = result.unwrap_err().to_string();
-        assert!(message.starts_with("gave up after 3 attempts: 503"), "{message}");
+        assert!(
+            message.starts_with("gave up after 3 attempts: 503"),
+            "{message}"
+        );
 
         calls.set(0);
         let result: Result<(), _> = fast(3)

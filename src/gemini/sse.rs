@@ -144,7 +144,10 @@ mod tests {
             ]
         );
         // A last event without its blank line is still delivered.
-        assert_eq!(decode_whole(b"data: x\n\ndata: y"), [b"x".to_vec(), b"y".to_vec()]);
+        assert_eq!(
+            decode_whole(b"data: x\n\ndata: y"),
+            [b"x".to_vec(), b"y".to_vec()]
+        );
         assert!(decode_whole(b"").is_empty());
     }
 

@@ -23,13 +23,22 @@ impl Assembler {
     }
 
     /// Adds one event's JSON; an `{"error": ...}` event is the server giving up after its 200.
-    pub fn push_json(&mut self, json: &[u8], progress: &dyn Fn(Progress<'_>)) -> Result<(), GeminiError> {
-        let value: Value = serde_json::from_slice(json)
-            .map_err(|e| GeminiError::Malformed(format!("stream event {}: {e}", self.events + 1)))?;
+    pub fn push_json(
+        &mut self,
+        json: &[u8],
+        progress: &dyn Fn(Progress<'_>),
+    ) -> Result<(), GeminiError> {
+        let value: Value = serde_json::from_slice(json).map_err(|e| {
+            GeminiError::Malformed(format!("stream event {}: {e}", self.events + 1))
+        })?;
         self.push_value(value, progress)
     }
 
-    pub fn push_value(&mut self, value: Value, progress: &dyn Fn(Progress<'_>)) -> Result<(), GeminiError> {
+    pub fn push_value(
+        &mut self,
+        value: Value,
+        progress: &dyn Fn(Progress<'_>),
+    ) -> Result<(), GeminiError> {
         self.events += 1;
         if let Some(error) = value.get("error") {
             let status = error
@@ -38,7 +47,10 @@ impl Assembler {
                 .and_then(|c| u16::try_from(c).ok())
                 .unwrap_or(500);
             let body = serde_json::json!({ "error": error }).to_string();
-            return Err(GeminiError::Api(ApiError::from_body(status, body.as_bytes())));
+            return Err(GeminiError::Api(ApiError::from_body(
+                status,
+                body.as_bytes(),
+            )));
         }
         let event: GenerateContentResponse = serde_json::from_value(value)
             .map_err(|e| GeminiError::Malformed(format!("stream event {}: {e}", self.events)))?;
@@ -126,7 +138,10 @@ impl Assembler {
 
 /// The body of a stream asked for without `alt=sse` (or a gateway that ignored it): a JSON array of events, or one
 /// plain response.
-pub fn assemble_body(bytes: &[u8], progress: &dyn Fn(Progress<'_>)) -> Result<GenerateContentResponse, GeminiError> {
+pub fn assemble_body(
+    bytes: &[u8],
+    progress: &dyn Fn(Progress<'_>),
+) -> Result<GenerateContentResponse, GeminiError> {
     let value: Value =
         serde_json::from_slice(bytes).map_err(|e| GeminiError::Malformed(e.to_string()))?;
     let mut assembler = Assembler::new();
@@ -149,7 +164,11 @@ mod tests {
     use crate::gemini::sse::SseDecoder;
 
     fn fixture(name: &str) -> Vec<u8> {
-        std::fs::read(format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+        std::fs::read(format!(
+            "{}/tests/fixtures/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap()
     }
 
     fn quiet(_: Progress<'_>) {}
@@ -171,21 +190,31 @@ mod tests {
         let candidate = &response.candidates[0];
         assert_eq!(candidate.finish_reason.as_deref(), Some("STOP"));
         let parts = &candidate.content.as_ref().unwrap().parts;
-        assert_eq!(parts.len(), 2, "the image part and the final empty text part");
+        assert_eq!(
+            parts.len(),
+            2,
+            "the image part and the final empty text part"
+        );
         assert_eq!(
             parts[0].thought_signature.as_deref(),
             Some("live-image-thought-signature")
         );
         assert_eq!(parts[1].text.as_deref(), Some(""));
         let usage = response.usage_metadata.unwrap();
-        assert_eq!(usage.thoughts_token_count, Some(167), "the last event's usage");
+        assert_eq!(
+            usage.thoughts_token_count,
+            Some(167),
+            "the last event's usage"
+        );
         assert_eq!(usage.total_token_count, Some(1394));
     }
 
     #[test]
     fn the_empty_text_signature_carrier_is_kept_as_its_own_part() {
         let mut assembler = Assembler::new();
-        for line in fixture("stream-chunks-empty-text-signature-carrier.jsonl").split(|&b| b == b'\n') {
+        for line in
+            fixture("stream-chunks-empty-text-signature-carrier.jsonl").split(|&b| b == b'\n')
+        {
             if !line.is_empty() {
                 assembler.push_json(line, &quiet).unwrap();
             }
@@ -196,7 +225,13 @@ mod tests {
         assert_eq!(parts[0].text.as_deref(), Some("4"));
         assert!(parts[0].thought_signature.is_none());
         assert_eq!(parts[1].text.as_deref(), Some(""));
-        assert!(parts[1].thought_signature.as_deref().unwrap().starts_with("EpcCCpQC"));
+        assert!(
+            parts[1]
+                .thought_signature
+                .as_deref()
+                .unwrap()
+                .starts_with("EpcCCpQC")
+        );
     }
 
     #[test]
@@ -207,7 +242,8 @@ mod tests {
                 shown.borrow_mut().push(t.to_string());
             }
         };
-        let error = assemble_body(&fixture("vertex-stream-array-thoughts.json"), &progress).unwrap_err();
+        let error =
+            assemble_body(&fixture("vertex-stream-array-thoughts.json"), &progress).unwrap_err();
         assert!(matches!(error, GeminiError::Incomplete(2)), "{error}");
         let shown = shown.into_inner();
         assert_eq!(shown.len(), 2);
@@ -240,7 +276,7 @@ mod tests {
         let progress = |p: Progress<'_>| match p {
             Progress::Thought(t) => shown.borrow_mut().push(format!("thought:{t}")),
             Progress::Text(t) => shown.borrow_mut().push(format!("text:{t}")),
-            Progress::Retrying { .. } => {}
+            Progress::Retrying { .. } | Progress::Sending { .. } => {}
         };
         let body = br#"[
             {"candidates":[{"content":{"role":"model","parts":[{"text":"plan","thought":true}]}}]},
@@ -252,11 +288,18 @@ mod tests {
         ]"#;
         let response = assemble_body(body, &progress).unwrap();
         let content = response.candidates[0].content.as_ref().unwrap();
-        let texts: Vec<&str> = content.parts.iter().map(|p| p.text.as_deref().unwrap()).collect();
+        let texts: Vec<&str> = content
+            .parts
+            .iter()
+            .map(|p| p.text.as_deref().unwrap())
+            .collect();
         assert_eq!(texts, ["plan", "Here ", "it is", ""]);
         assert_eq!(content.role.as_deref(), Some("model"));
         assert_eq!(response.usage_metadata.unwrap().total_token_count, Some(9));
         assert!(response.candidates[0].grounding_metadata.is_some());
-        assert_eq!(shown.into_inner(), ["thought:plan", "text:Here ", "text:it is"]);
+        assert_eq!(
+            shown.into_inner(),
+            ["thought:plan", "text:Here ", "text:it is"]
+        );
     }
 }

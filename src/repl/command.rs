@@ -82,9 +82,34 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
         "image size for the next turns: 512, 1K, 2K or 4K",
     ),
     (
+        "thoughts",
+        "/thoughts on|off",
+        "ask for the model's thought summaries and show them, dimmed, above the answer",
+    ),
+    (
+        "think",
+        "/think minimal|high|auto",
+        "how hard gemini-3.1-flash-image thinks (thinkingLevel)",
+    ),
+    (
+        "search",
+        "/search on|off",
+        "ground the next turns in Google Search results and list the sources",
+    ),
+    (
+        "stream",
+        "/stream on|off",
+        "stream answers: thought summaries and text appear as they arrive",
+    ),
+    (
         "settings",
         "/settings",
         "show the settings for the next turn",
+    ),
+    (
+        "cost",
+        "/cost",
+        "tokens and estimated cost of each turn and of the whole thread",
     ),
     (
         "help",
@@ -125,7 +150,12 @@ pub enum Command {
     Model(Option<String>),
     Aspect(String),
     Size(String),
+    Thoughts(bool),
+    Think(Option<String>),
+    Search(bool),
+    Stream(bool),
     Settings,
+    Cost,
     Help(Option<String>),
     Quit,
 }
@@ -217,7 +247,16 @@ impl FromStr for Command {
             "model" => Command::Model(arg()),
             "aspect" => Command::Aspect(required("a ratio such as 16:9, or auto")?),
             "size" => Command::Size(required("512, 1K, 2K, 4K or auto")?),
+            "thoughts" => Command::Thoughts(on_off(name, arg())?),
+            "think" => Command::Think(match required("minimal, high or auto")?.to_ascii_lowercase().as_str() {
+                "auto" | "default" => None,
+                level @ ("minimal" | "high") => Some(level.to_string()),
+                other => bail!("/think takes minimal, high or auto, not {other:?}"),
+            }),
+            "search" => Command::Search(on_off(name, arg())?),
+            "stream" => Command::Stream(on_off(name, arg())?),
             "settings" => Command::Settings,
+            "cost" => Command::Cost,
             "help" => Command::Help(arg()),
             "quit" => Command::Quit,
             _ => unreachable!("every name in COMMANDS has an arm above"),
@@ -267,6 +306,15 @@ fn parse_branch(rest: &str) -> Result<Command> {
         }
     }
     Ok(Command::Branch { name, at })
+}
+
+/// `on` or `off` (also yes/no, true/false, 1/0).
+fn on_off(name: &str, value: Option<String>) -> Result<bool> {
+    match value.as_deref().map(str::to_ascii_lowercase).as_deref() {
+        Some("on" | "yes" | "true" | "1") => Ok(true),
+        Some("off" | "no" | "false" | "0") => Ok(false),
+        _ => bail!("/{name} takes on or off; usage: {}", usage(name)),
+    }
 }
 
 pub fn usage(name: &str) -> &'static str {
@@ -357,6 +405,19 @@ mod tests {
             Line::Command(c) => c,
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn setting_switches_parse() {
+        assert_eq!(cmd("/thoughts on"), Command::Thoughts(true));
+        assert_eq!(cmd("/search OFF"), Command::Search(false));
+        assert_eq!(cmd("/stream on"), Command::Stream(true));
+        assert_eq!(cmd("/think High"), Command::Think(Some("high".into())));
+        assert_eq!(cmd("/think auto"), Command::Think(None));
+        assert_eq!(cmd("/cost"), Command::Cost);
+        assert!("/think low".parse::<Line>().is_err());
+        let e = "/search maybe".parse::<Line>().unwrap_err().to_string();
+        assert!(e.contains("usage: /search on|off"), "{e}");
     }
 
     #[test]

@@ -8,7 +8,7 @@ use super::{Appended, ContentRow, SessionRow, Store, TurnMeta, blobs, now_ms};
 use crate::gemini::types::{Content, Part};
 use crate::settings::Settings;
 
-const CONTENT_COLUMNS: &str = "c.id, c.parent_id, c.depth, c.role, c.parts, c.meta, c.created_at";
+const CONTENT_COLUMNS: &str = "c.id, c.parent_id, c.depth, c.role, c.parts, c.meta, c.created_at, c.session_id";
 
 fn content_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ContentRow> {
     let meta: String = row.get(5)?;
@@ -20,6 +20,7 @@ fn content_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ContentRow> {
         parts_json: row.get(4)?,
         meta: serde_json::from_str(&meta).unwrap_or_default(),
         created_at: row.get(6)?,
+        session_id: row.get(7)?,
     })
 }
 
@@ -95,6 +96,19 @@ impl Store {
         Ok(rows)
     }
 
+    /// Which take of its turn a prompt is among those its session made: 0 for the first, 1 for the second (`3b`,
+    /// after a /retry or an /undo and a new prompt), ... in the order made. Each session numbers its own takes.
+    pub fn take_index(&self, user_id: i64) -> Result<usize> {
+        let n: i64 = self.conn.query_row(
+            "SELECT count(*) FROM contents c, contents me
+             WHERE me.id = ?1 AND c.role = 'user' AND c.id < me.id AND c.parent_id IS me.parent_id
+               AND c.session_id IS me.session_id",
+            [user_id],
+            |r| r.get(0),
+        )?;
+        Ok(n as usize)
+    }
+
     /// A content's parts exactly as they were received or sent.
     pub fn parts(&self, row: &ContentRow) -> Result<Vec<Part>> {
         blobs::internalize(&row.parts_json, |hash| self.blob(hash))
@@ -143,7 +157,8 @@ impl Store {
         tx.commit()?;
         let depth: i64 = self.conn.query_row("SELECT depth FROM contents WHERE id = ?1", [model_id], |r| r.get(0))?;
         let branched_to = if branched { Some(self.session_by_id(owner)?) } else { None };
-        Ok(Appended { user_id, model_id, turn: depth / 2 + 1, branched_to })
+        let take = self.take_index(user_id)?;
+        Ok(Appended { user_id, model_id, turn: depth / 2 + 1, take, branched_to })
     }
 
     /// A thread brought in from elsewhere (`peel import`), as a new session, in one transaction.

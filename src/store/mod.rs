@@ -59,6 +59,8 @@ pub struct ContentRow {
     pub parts_json: String,
     pub meta: TurnMeta,
     pub created_at: i64,
+    /// The session that made it (`None` once that session is deleted).
+    pub session_id: Option<i64>,
 }
 
 impl ContentRow {
@@ -114,6 +116,8 @@ pub struct Appended {
     pub user_id: i64,
     pub model_id: i64,
     pub turn: i64,
+    /// Which take of that turn (0 first; 1 is `3b` after a /retry).
+    pub take: usize,
     /// Set when another process moved the session's head while this turn was in flight: the turn went to this new
     /// branch instead of overwriting theirs.
     pub branched_to: Option<SessionRow>,

@@ -3,7 +3,13 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod bench;
 mod editing;
 mod fake_server;
 mod harness;
+mod providers;
 mod repl;
+mod retries;
+mod streaming;
+mod switches;
+mod threads;

@@ -832,6 +832,8 @@ struct GenerationRequest {
     height: u32,
     image_tokens: u32,
     include_thoughts: bool,
+    /// The request carries the googleSearch tool: the answer is grounded and says in what.
+    search: bool,
     prompt_text_tokens: u32,
     prompt_images: u32,
 }
@@ -1222,11 +1224,20 @@ fn generation_request(
             images += 1;
         }
     }
+    let search = body
+        .get("tools")
+        .and_then(Value::as_array)
+        .is_some_and(|tools| {
+            tools
+                .iter()
+                .any(|tool| field(tool, "googleSearch", "google_search").is_some())
+        });
     Ok(GenerationRequest {
         width,
         height,
         image_tokens,
         include_thoughts,
+        search,
         prompt_text_tokens: u32::try_from(text_chars / 4 + 1).unwrap_or(u32::MAX),
         prompt_images: images,
     })
@@ -1626,6 +1637,9 @@ impl Shared {
             let mut candidate = json!({"content": {"parts": parts, "role": "model"}});
             if finish {
                 candidate["finishReason"] = json!("STOP");
+                if request.search {
+                    candidate["groundingMetadata"] = grounding_metadata();
+                }
             }
             candidate["index"] = json!(0);
             let mut event = json!({
@@ -1667,6 +1681,20 @@ impl Shared {
         }
         (stream, blobs)
     }
+}
+
+/// What a grounded answer says it drew on, shaped like the real `groundingMetadata`.
+fn grounding_metadata() -> Value {
+    json!({
+        "webSearchQueries": ["red fox photos"],
+        "groundingChunks": [
+            {"web": {"uri": "https://vertexaisearch.cloud.google.com/grounding-api-redirect/fox1",
+                     "title": "wildlife.example"}},
+            {"web": {"uri": "https://vertexaisearch.cloud.google.com/grounding-api-redirect/fox2",
+                     "title": "foxes.example"}}
+        ],
+        "searchEntryPoint": {"renderedContent": "<div class=\"container\">red fox photos</div>"}
+    })
 }
 
 fn token_estimate(text: &str) -> u32 {

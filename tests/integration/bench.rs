@@ -1,0 +1,100 @@
+//! Measurements of the store, run by hand (they print figures; they assert only what must hold):
+//!
+//!     cargo test --release --test integration -- --ignored --nocapture bench_
+//!
+//! Threads are built straight through the library's store with real-sized values (a 2K JPEG's worth of bytes and a
+//! signature of about the same size per turn), then the real binary is timed against them.
+
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use peel::gemini::{Content, Part};
+use peel::settings::Settings;
+use peel::store::{NewTurn, Store, TurnMeta};
+
+use crate::harness::Sandbox;
+
+/// Bytes that sniff as a JPEG, distinct per seed: a stand-in for a real image of that size.
+fn fake_jpeg(seed: u64, len: usize) -> Vec<u8> {
+    let mut bytes = vec![0u8; len];
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    for b in bytes.iter_mut() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        *b = x as u8;
+    }
+    bytes[..4].copy_from_slice(b"\xff\xd8\xff\xe0");
+    bytes
+}
+
+/// A session of `turns` turns, each answer a `image_bytes` image with a signature of the same size.
+fn build_thread(store: &mut Store, name: &str, turns: u64, image_bytes: usize, seed: u64) {
+    let session = store.create_session(name, &Settings::default(), None).unwrap();
+    let mut head = None;
+    for t in 0..turns {
+        let user = Content::user(vec![Part::text(format!("edit number {t}"))]);
+        let mut image = Part::image("image/jpeg", STANDARD.encode(fake_jpeg(seed * 1_000_003 + t, image_bytes)));
+        image.thought_signature = Some(STANDARD.encode(fake_jpeg(seed * 7_000_001 + t, image_bytes)));
+        let model = Content { role: Some("model".into()), parts: vec![image], extra: Default::default() };
+        let meta = TurnMeta::default();
+        let turn = NewTurn { user: &user, model: &model, meta: &meta };
+        head = Some(store.append_turn(session.id, head, head, turn).unwrap().model_id);
+    }
+}
+
+fn db_bytes(sandbox: &Sandbox) -> u64 {
+    let conn = sandbox.open_db();
+    conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())).ok();
+    std::fs::metadata(sandbox.db()).unwrap().len()
+        + std::fs::metadata(sandbox.db().with_extension("db-wal")).map_or(0, |m| m.len())
+}
+
+/// The median wall time of `runs` runs of peel with `args` and `stdin`.
+fn median_run(sandbox: &Sandbox, args: &[&str], stdin: &str, runs: usize) -> (Duration, String) {
+    let mut times = Vec::new();
+    let mut stdout = String::new();
+    for _ in 0..runs {
+        let started = Instant::now();
+        let run = sandbox.run(args, stdin).expect_code(0);
+        times.push(started.elapsed());
+        stdout = run.stdout;
+    }
+    times.sort();
+    (times[times.len() / 2], stdout)
+}
+
+#[test]
+#[ignore]
+fn bench_threads() {
+    let sandbox = Sandbox::bare();
+    let image_bytes = 1_500_000; // a 2K JPEG from the 3.x models is 1 to 2 MB; its signature about the same
+    let mut store = Store::open(&sandbox.db()).unwrap();
+    build_thread(&mut store, "fifty", 50, image_bytes, 1);
+    build_thread(&mut store, "long", 200, image_bytes, 2);
+    drop(store);
+
+    let before = db_bytes(&sandbox);
+    sandbox.run(&["--offline", "-r", "fifty"], "/branch fifty-b\n").expect_code(0);
+    let added = db_bytes(&sandbox) as i64 - before as i64;
+    println!("branch of a 50-turn thread: database grew by {added} bytes (file {before} bytes before)");
+    assert!(added < 64 * 1024, "a branch must not copy history");
+
+    let (resume, stdout) = median_run(&sandbox, &["--offline", "-r", "long"], "/show\n", 11);
+    assert!(stdout.trim().ends_with("long/200.jpg"), "{stdout}");
+    println!("resume a 200-turn thread and print its last image path: {:.1} ms (median of 11)", ms(resume));
+
+    let mut store = Store::open(&sandbox.db()).unwrap();
+    for n in 0..1000 {
+        build_thread(&mut store, &format!("s{n:04}"), 1, 2_000, 10 + n);
+    }
+    drop(store);
+    let (list, stdout) = median_run(&sandbox, &["sessions"], "", 11);
+    assert!(stdout.lines().count() > 1000);
+    println!("list 1,003 sessions (`peel sessions`): {:.1} ms (median of 11)", ms(list));
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
