@@ -12,9 +12,9 @@ use crate::gemini::Content;
 use crate::images;
 use crate::render::{self, thousands};
 use crate::session;
-use crate::tree;
 use crate::settings::Settings;
 use crate::store::{NewTurn, SessionRow, Store, TurnMeta, now_ms};
+use crate::tree;
 
 const FORMAT: &str = "peel-thread";
 const VERSION: u32 = 1;
@@ -41,18 +41,31 @@ pub fn export_session(store: &Store, row: &SessionRow, dir: &Path) -> Result<Vec
     let mut turns = Vec::new();
     let mut written = Vec::new();
     let mut transcript = format!("# {}\n\n", row.name);
-    let _ = writeln!(transcript, "Exported by peel {} on {}.\n", env!("CARGO_PKG_VERSION"), render::timestamp(now_ms()));
+    let _ = writeln!(
+        transcript,
+        "Exported by peel {} on {}.\n",
+        env!("CARGO_PKG_VERSION"),
+        render::timestamp(now_ms())
+    );
     let mut total_cost = 0.0;
     let mut total_tokens = 0;
     for stored in &chain {
-        let content = Content { role: Some(stored.role.clone()), parts: store.parts(stored)?, extra: Default::default() };
+        let content = Content {
+            role: Some(stored.role.clone()),
+            parts: store.parts(stored)?,
+            extra: Default::default(),
+        };
         if stored.role == "user" {
             let _ = writeln!(transcript, "## Turn {}\n", stored.turn());
             for line in stored.visible_text().lines() {
                 let _ = writeln!(transcript, "> {}", render::sanitize(line));
             }
             if stored.image_count() > 0 {
-                let _ = writeln!(transcript, "\n*{} attached*", render::count(stored.image_count(), "image"));
+                let _ = writeln!(
+                    transcript,
+                    "\n*{} attached*",
+                    render::count(stored.image_count(), "image")
+                );
             }
             transcript.push('\n');
         } else {
@@ -75,8 +88,15 @@ pub fn export_session(store: &Store, row: &SessionRow, dir: &Path) -> Result<Vec
                 );
             }
             let meta = &stored.meta;
-            let settings = meta.settings.as_ref().map_or(String::new(), |s| format!("{} · {} · ", s.model, s.shape()));
-            let tokens = meta.usage.as_ref().and_then(|u| u.total_token_count).unwrap_or(0);
+            let settings = meta
+                .settings
+                .as_ref()
+                .map_or(String::new(), |s| format!("{} · {} · ", s.model, s.shape()));
+            let tokens = meta
+                .usage
+                .as_ref()
+                .and_then(|u| u.total_token_count)
+                .unwrap_or(0);
             let _ = writeln!(
                 transcript,
                 "`{settings}{:.1} s · {} tokens · ~${:.3}`\n",
@@ -121,13 +141,23 @@ pub fn import_thread(store: &mut Store, file: &Path, name: Option<&str>) -> Resu
     let thread: ThreadFile = serde_json::from_slice(&bytes)
         .with_context(|| format!("{} is not a peel thread.json", file.display()))?;
     if thread.format != FORMAT || thread.version > VERSION {
-        bail!("{} is a {} v{} file; this peel reads {FORMAT} v{VERSION}", file.display(), thread.format, thread.version);
+        bail!(
+            "{} is a {} v{} file; this peel reads {FORMAT} v{VERSION}",
+            file.display(),
+            thread.format,
+            thread.version
+        );
     }
     let pairs = thread.contents.chunks(2);
-    if thread.contents.len() % 2 != 0
-        || pairs.clone().any(|pair| pair[0].role.as_deref() != Some("user") || !pair[1].is_model())
+    if !thread.contents.len().is_multiple_of(2)
+        || pairs
+            .clone()
+            .any(|pair| pair[0].role.as_deref() != Some("user") || !pair[1].is_model())
     {
-        bail!("{}: the contents must alternate user and model, starting with user", file.display());
+        bail!(
+            "{}: the contents must alternate user and model, starting with user",
+            file.display()
+        );
     }
     let base = name.unwrap_or(&thread.session);
     session::validate_name(base)?;
@@ -135,7 +165,11 @@ pub fn import_thread(store: &mut Store, file: &Path, name: Option<&str>) -> Resu
     let default_meta = TurnMeta::default();
     let turns: Vec<NewTurn<'_>> = pairs
         .enumerate()
-        .map(|(i, pair)| NewTurn { user: &pair[0], model: &pair[1], meta: thread.turns.get(i).unwrap_or(&default_meta) })
+        .map(|(i, pair)| NewTurn {
+            user: &pair[0],
+            model: &pair[1],
+            meta: thread.turns.get(i).unwrap_or(&default_meta),
+        })
         .collect();
     store.import_thread(&name, &thread.settings, &turns)
 }
@@ -143,10 +177,18 @@ pub fn import_thread(store: &mut Store, file: &Path, name: Option<&str>) -> Resu
 impl App {
     /// `/export [DIR]`: this session's thread into DIR (default `./<session>-export`).
     pub fn export(&self, dir: Option<PathBuf>) -> Result<()> {
-        let row = self.session.row.as_ref().context("this session has no turns yet: nothing to export")?;
+        let row = self
+            .session
+            .row
+            .as_ref()
+            .context("this session has no turns yet: nothing to export")?;
         let dir = dir.unwrap_or_else(|| PathBuf::from(format!("{}-export", row.name)));
         let written = export_session(&self.store, row, &dir)?;
-        self.ui.note(&format!("exported {} files to {}", written.len(), dir.display()));
+        self.ui.note(&format!(
+            "exported {} files to {}",
+            written.len(),
+            dir.display()
+        ));
         Ok(())
     }
 }

@@ -163,7 +163,11 @@ pub fn session_dir(out_dir: &Path, session: &str) -> PathBuf {
 /// `<turn>[-k].<ext>`: the first image of a turn is `3.jpg` (or `3b.jpg` for a second take), further ones
 /// `3-2.jpg`, ...
 pub fn file_name(turn: &str, index: usize, ext: &str) -> String {
-    if index == 0 { format!("{turn}.{ext}") } else { format!("{turn}-{}.{ext}", index + 1) }
+    if index == 0 {
+        format!("{turn}.{ext}")
+    } else {
+        format!("{turn}-{}.{ext}", index + 1)
+    }
 }
 
 /// `OUT/<session>/<turn>[-k].<ext>`.
@@ -267,7 +271,13 @@ mod tests {
             output_path(out, "../x", "1", 0, "jpg"),
             Path::new("/o/.._x/1.jpg")
         );
-        assert_eq!(output_path(out, "..", "1", 0, "jpg"), Path::new("/o/_/1.jpg"));
-        assert_eq!(output_path(out, "fox", "3b", 0, "jpg"), Path::new("/o/fox/3b.jpg"));
+        assert_eq!(
+            output_path(out, "..", "1", 0, "jpg"),
+            Path::new("/o/_/1.jpg")
+        );
+        assert_eq!(
+            output_path(out, "fox", "3b", 0, "jpg"),
+            Path::new("/o/fox/3b.jpg")
+        );
     }
 }

@@ -115,7 +115,12 @@ impl Session {
         let mut rows = chain.into_iter();
         while let (Some(user), Some(model)) = (rows.next(), rows.next()) {
             let take = store.take_index(user.id)?;
-            turns.push(Turn { number: model.turn(), take, user, model });
+            turns.push(Turn {
+                number: model.turn(),
+                take,
+                user,
+                model,
+            });
         }
         Ok(turns)
     }

@@ -6,6 +6,9 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use crate::render::one_line;
 use crate::store::ContentRow;
 
+/// The sessions whose head is each turn's answer, by model content id.
+pub type Heads = HashMap<i64, Vec<String>>;
+
 /// One turn in the family: a prompt and its answer.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TurnNode {
@@ -38,14 +41,20 @@ pub fn label(number: i64, take: usize) -> String {
 
 /// The turns among `rows` (a family as [`crate::store::Store::family`] returns it, possibly several roots).
 pub fn turns(rows: &[ContentRow]) -> Vec<TurnNode> {
-    let users: HashMap<i64, &ContentRow> = rows.iter().filter(|r| r.role == "user").map(|r| (r.id, r)).collect();
+    let users: HashMap<i64, &ContentRow> = rows
+        .iter()
+        .filter(|r| r.role == "user")
+        .map(|r| (r.id, r))
+        .collect();
     let mut takes: HashMap<(Option<i64>, Option<i64>), usize> = HashMap::new();
     let mut nodes = Vec::new();
     // Rows come parents first, siblings in the order made, so takes are numbered as they were made.
     let mut models: Vec<&ContentRow> = rows.iter().filter(|r| r.role == "model").collect();
     models.sort_by_key(|r| (r.depth, r.parent_id));
     for model in models {
-        let Some(user) = model.parent_id.and_then(|id| users.get(&id)) else { continue };
+        let Some(user) = model.parent_id.and_then(|id| users.get(&id)) else {
+            continue;
+        };
         let take = takes.entry((user.parent_id, user.session_id)).or_default();
         nodes.push(TurnNode {
             user_id: user.id,
@@ -63,7 +72,7 @@ pub fn turns(rows: &[ContentRow]) -> Vec<TurnNode> {
 }
 
 /// Draws the family as a tree: one line a turn, sessions named at their heads, this session's path marked.
-pub fn draw(nodes: &[TurnNode], heads: &HashMap<i64, Vec<String>>, path: &HashSet<i64>) -> String {
+pub fn draw(nodes: &[TurnNode], heads: &Heads, path: &HashSet<i64>) -> String {
     let mut children: BTreeMap<Option<i64>, Vec<&TurnNode>> = BTreeMap::new();
     for node in nodes {
         children.entry(node.parent_model).or_default().push(node);
@@ -81,39 +90,77 @@ fn draw_node(
     lead: &str,
     rest: &str,
     children: &BTreeMap<Option<i64>, Vec<&TurnNode>>,
-    heads: &HashMap<i64, Vec<String>>,
+    heads: &Heads,
     path: &HashSet<i64>,
     out: &mut String,
 ) {
-    let marker = if path.contains(&node.model_id) { "●" } else { "○" };
-    let image = if node.images == 0 { "  (text only)" } else { "" };
-    out.push_str(&format!("{lead}{marker} {} {}{image}", node.label(), one_line(&node.prompt, 50)));
+    let marker = if path.contains(&node.model_id) {
+        "●"
+    } else {
+        "○"
+    };
+    let image = if node.images == 0 {
+        "  (text only)"
+    } else {
+        ""
+    };
+    out.push_str(&format!(
+        "{lead}{marker} {} {}{image}",
+        node.label(),
+        one_line(&node.prompt, 50)
+    ));
     if let Some(names) = heads.get(&node.model_id) {
         out.push_str(&format!("  ← {}", names.join(", ")));
     }
     out.push('\n');
-    let kids = children.get(&Some(node.model_id)).cloned().unwrap_or_default();
+    let kids = children
+        .get(&Some(node.model_id))
+        .cloned()
+        .unwrap_or_default();
     for (i, kid) in kids.iter().enumerate() {
         let last = i + 1 == kids.len();
-        let (branch, more) = if last { ("└─ ", "   ") } else { ("├─ ", "│  ") };
-        draw_node(kid, &format!("{rest}{branch}"), &format!("{rest}{more}"), children, heads, path, out);
+        let (branch, more) = if last {
+            ("└─ ", "   ")
+        } else {
+            ("├─ ", "│  ")
+        };
+        draw_node(
+            kid,
+            &format!("{rest}{branch}"),
+            &format!("{rest}{more}"),
+            children,
+            heads,
+            path,
+            out,
+        );
     }
 }
 
 /// For each turn on `path` (model ids, oldest first): the labels of its other takes and the sessions that branch
 /// off right after it (their first turn of their own continues from this one).
-pub fn path_notes(nodes: &[TurnNode], path: &[i64], heads: &HashMap<i64, Vec<String>>) -> HashMap<i64, Vec<String>> {
+pub fn path_notes(
+    nodes: &[TurnNode],
+    path: &[i64],
+    heads: &HashMap<i64, Vec<String>>,
+) -> HashMap<i64, Vec<String>> {
     let on_path: HashSet<i64> = path.iter().copied().collect();
     let by_model: HashMap<i64, &TurnNode> = nodes.iter().map(|n| (n.model_id, n)).collect();
     let mut notes: HashMap<i64, Vec<String>> = HashMap::new();
     for node in nodes.iter().filter(|n| on_path.contains(&n.model_id)) {
         let others: Vec<String> = nodes
             .iter()
-            .filter(|n| n.parent_model == node.parent_model && n.owner == node.owner && n.model_id != node.model_id)
+            .filter(|n| {
+                n.parent_model == node.parent_model
+                    && n.owner == node.owner
+                    && n.model_id != node.model_id
+            })
             .map(|n| format!("@{}{}", n.number, (b'a' + n.take.min(25) as u8) as char))
             .collect();
         if !others.is_empty() {
-            notes.entry(node.model_id).or_default().push(format!("other takes: {}", others.join(" ")));
+            notes
+                .entry(node.model_id)
+                .or_default()
+                .push(format!("other takes: {}", others.join(" ")));
         }
     }
     // Where each other session leaves this path: walk up from its head to the first turn on the path.
@@ -126,8 +173,15 @@ pub fn path_notes(nodes: &[TurnNode], path: &[i64], heads: &HashMap<i64, Vec<Str
             at = by_model.get(&id).and_then(|n| n.parent_model);
         }
         if let Some(id) = at {
-            let verb = if id == *head { "ends here" } else { "branches off here" };
-            notes.entry(id).or_default().push(format!("{} {verb}", names.join(", ")));
+            let verb = if id == *head {
+                "ends here"
+            } else {
+                "branches off here"
+            };
+            notes
+                .entry(id)
+                .or_default()
+                .push(format!("{} {verb}", names.join(", ")));
         }
     }
     notes
@@ -144,7 +198,9 @@ mod tests {
             parent_id: parent,
             depth,
             role: role.into(),
-            parts_json: format!(r#"[{{"text":"{text}"}},{{"inlineData":{{"mimeType":"image/png","data":"AA=="}}}}]"#),
+            parts_json: format!(
+                r#"[{{"text":"{text}"}},{{"inlineData":{{"mimeType":"image/png","data":"AA=="}}}}]"#
+            ),
             meta: TurnMeta::default(),
             created_at: 0,
             session_id: Some(1),
@@ -180,8 +236,7 @@ mod tests {
         let path = HashSet::from([2, 4, 8]);
         let drawing = draw(&nodes, &heads, &path);
         assert_eq!(
-            drawing,
-            "● 1 fox\n├─ ● 2 night\n│  └─ ● 3 snow  ← fox\n└─ ○ 2b dawn  ← fox~2\n",
+            drawing, "● 1 fox\n├─ ● 2 night\n│  └─ ● 3 snow  ← fox\n└─ ○ 2b dawn  ← fox~2\n",
             "{drawing}"
         );
     }

@@ -248,11 +248,16 @@ impl FromStr for Command {
             "aspect" => Command::Aspect(required("a ratio such as 16:9, or auto")?),
             "size" => Command::Size(required("512, 1K, 2K, 4K or auto")?),
             "thoughts" => Command::Thoughts(on_off(name, arg())?),
-            "think" => Command::Think(match required("minimal, high or auto")?.to_ascii_lowercase().as_str() {
-                "auto" | "default" => None,
-                level @ ("minimal" | "high") => Some(level.to_string()),
-                other => bail!("/think takes minimal, high or auto, not {other:?}"),
-            }),
+            "think" => Command::Think(
+                match required("minimal, high or auto")?
+                    .to_ascii_lowercase()
+                    .as_str()
+                {
+                    "auto" | "default" => None,
+                    level @ ("minimal" | "high") => Some(level.to_string()),
+                    other => bail!("/think takes minimal, high or auto, not {other:?}"),
+                },
+            ),
             "search" => Command::Search(on_off(name, arg())?),
             "stream" => Command::Stream(on_off(name, arg())?),
             "settings" => Command::Settings,
@@ -281,7 +286,9 @@ impl FromStr for TurnRef {
         let letters = &text[digits.len()..];
         let number: i64 = match digits.parse() {
             Ok(n) if n >= 1 => n,
-            _ => bail!("{text:?} is not a turn: use a number (3), or a number and a take letter (3b)"),
+            _ => bail!(
+                "{text:?} is not a turn: use a number (3), or a number and a take letter (3b)"
+            ),
         };
         let take = match letters.as_bytes() {
             [] => None,
@@ -440,10 +447,19 @@ mod tests {
             cmd("/branch @3b night"),
             Command::Branch {
                 name: Some("night".into()),
-                at: Some(TurnRef { number: 3, take: Some(1) })
+                at: Some(TurnRef {
+                    number: 3,
+                    take: Some(1)
+                })
             }
         );
-        assert_eq!(cmd("/branch"), Command::Branch { name: None, at: None });
+        assert_eq!(
+            cmd("/branch"),
+            Command::Branch {
+                name: None,
+                at: None
+            }
+        );
         assert!("/branch @0".parse::<Line>().is_err());
         assert!("/branch a b".parse::<Line>().is_err());
         assert!("/show zero".parse::<Line>().is_err());

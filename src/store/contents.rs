@@ -8,7 +8,8 @@ use super::{Appended, ContentRow, SessionRow, Store, TurnMeta, blobs, now_ms};
 use crate::gemini::types::{Content, Part};
 use crate::settings::Settings;
 
-const CONTENT_COLUMNS: &str = "c.id, c.parent_id, c.depth, c.role, c.parts, c.meta, c.created_at, c.session_id";
+const CONTENT_COLUMNS: &str =
+    "c.id, c.parent_id, c.depth, c.role, c.parts, c.meta, c.created_at, c.session_id";
 
 fn content_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ContentRow> {
     let meta: String = row.get(5)?;
@@ -33,16 +34,24 @@ pub struct NewTurn<'a> {
 }
 
 /// Inserts a turn's blobs and two contents under `parent`, owned by `session_id`; returns (user id, model id).
-fn insert_turn(conn: &Connection, session_id: i64, parent: Option<i64>, turn: NewTurn<'_>) -> Result<(i64, i64)> {
+fn insert_turn(
+    conn: &Connection,
+    session_id: i64,
+    parent: Option<i64>,
+    turn: NewTurn<'_>,
+) -> Result<(i64, i64)> {
     let (user_json, mut new_blobs) = blobs::externalize(&turn.user.parts)?;
     let (model_json, model_blobs) = blobs::externalize(&turn.model.parts)?;
     new_blobs.extend(model_blobs);
-    let mut put_blob = conn.prepare_cached("INSERT OR IGNORE INTO blobs (hash, bytes) VALUES (?1, ?2)")?;
+    let mut put_blob =
+        conn.prepare_cached("INSERT OR IGNORE INTO blobs (hash, bytes) VALUES (?1, ?2)")?;
     for blob in &new_blobs {
         put_blob.execute(params![blob.hash, blob.bytes])?;
     }
     let parent_depth: i64 = match parent {
-        Some(id) => conn.query_row("SELECT depth FROM contents WHERE id = ?1", [id], |r| r.get(0))?,
+        Some(id) => conn.query_row("SELECT depth FROM contents WHERE id = ?1", [id], |r| {
+            r.get(0)
+        })?,
         None => -1,
     };
     let now = now_ms();
@@ -50,12 +59,29 @@ fn insert_turn(conn: &Connection, session_id: i64, parent: Option<i64>, turn: Ne
         "INSERT INTO contents (parent_id, depth, role, parts, meta, created_at, session_id)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )?;
-    insert.execute(params![parent, parent_depth + 1, "user", user_json, "{}", now, session_id])?;
+    insert.execute(params![
+        parent,
+        parent_depth + 1,
+        "user",
+        user_json,
+        "{}",
+        now,
+        session_id
+    ])?;
     let user_id = conn.last_insert_rowid();
     let meta = serde_json::to_string(turn.meta)?;
-    insert.execute(params![user_id, parent_depth + 2, "model", model_json, meta, now, session_id])?;
+    insert.execute(params![
+        user_id,
+        parent_depth + 2,
+        "model",
+        model_json,
+        meta,
+        now,
+        session_id
+    ])?;
     let model_id = conn.last_insert_rowid();
-    let mut link = conn.prepare_cached("INSERT OR IGNORE INTO content_blobs (content_id, hash) VALUES (?1, ?2)")?;
+    let mut link = conn
+        .prepare_cached("INSERT OR IGNORE INTO content_blobs (content_id, hash) VALUES (?1, ?2)")?;
     for (id, json) in [(user_id, &user_json), (model_id, &model_json)] {
         for hash in blobs::references(json)? {
             link.execute(params![id, hash])?;
@@ -67,7 +93,9 @@ fn insert_turn(conn: &Connection, session_id: i64, parent: Option<i64>, turn: Ne
 impl Store {
     /// The contents from the root to `head`, in order, parts still referring to blobs.
     pub fn chain(&self, head: Option<i64>) -> Result<Vec<ContentRow>> {
-        let Some(head) = head else { return Ok(Vec::new()) };
+        let Some(head) = head else {
+            return Ok(Vec::new());
+        };
         let mut stmt = self.conn.prepare_cached(&format!(
             "WITH RECURSIVE chain(id) AS (
                  SELECT ?1
@@ -76,7 +104,9 @@ impl Store {
              )
              SELECT {CONTENT_COLUMNS} FROM chain JOIN contents c ON c.id = chain.id ORDER BY c.depth"
         ))?;
-        let rows = stmt.query_map([head], content_from_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
+        let rows = stmt
+            .query_map([head], content_from_row)?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(rows)
     }
 
@@ -92,7 +122,9 @@ impl Store {
              )
              SELECT {CONTENT_COLUMNS} FROM family JOIN contents c ON c.id = family.id ORDER BY c.depth, c.id"
         ))?;
-        let rows = stmt.query_map(params![root, session], content_from_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
+        let rows = stmt
+            .query_map(params![root, session], content_from_row)?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(rows)
     }
 
@@ -120,7 +152,11 @@ impl Store {
         self.chain(head)?
             .iter()
             .map(|row| {
-                Ok(Content { role: Some(row.role.clone()), parts: self.parts(row)?, extra: Default::default() })
+                Ok(Content {
+                    role: Some(row.role.clone()),
+                    parts: self.parts(row)?,
+                    extra: Default::default(),
+                })
             })
             .collect()
     }
@@ -136,11 +172,14 @@ impl Store {
         parent: Option<i64>,
         turn: NewTurn<'_>,
     ) -> Result<Appended> {
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let (name, head, settings): (String, Option<i64>, String) =
-            tx.query_row("SELECT name, head_id, settings FROM sessions WHERE id = ?1", [session_id], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-            })?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let (name, head, settings): (String, Option<i64>, String) = tx.query_row(
+            "SELECT name, head_id, settings FROM sessions WHERE id = ?1",
+            [session_id],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )?;
         let branched = head != expected_head;
         let owner = if branched {
             let branch = branch_name_in(&tx, &name)?;
@@ -155,21 +194,45 @@ impl Store {
             params![owner, model_id, now_ms()],
         )?;
         tx.commit()?;
-        let depth: i64 = self.conn.query_row("SELECT depth FROM contents WHERE id = ?1", [model_id], |r| r.get(0))?;
-        let branched_to = if branched { Some(self.session_by_id(owner)?) } else { None };
+        let depth: i64 = self.conn.query_row(
+            "SELECT depth FROM contents WHERE id = ?1",
+            [model_id],
+            |r| r.get(0),
+        )?;
+        let branched_to = if branched {
+            Some(self.session_by_id(owner)?)
+        } else {
+            None
+        };
         let take = self.take_index(user_id)?;
-        Ok(Appended { user_id, model_id, turn: depth / 2 + 1, take, branched_to })
+        Ok(Appended {
+            user_id,
+            model_id,
+            turn: depth / 2 + 1,
+            take,
+            branched_to,
+        })
     }
 
     /// A thread brought in from elsewhere (`peel import`), as a new session, in one transaction.
-    pub fn import_thread(&mut self, name: &str, settings: &Settings, turns: &[NewTurn<'_>]) -> Result<SessionRow> {
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    pub fn import_thread(
+        &mut self,
+        name: &str,
+        settings: &Settings,
+        turns: &[NewTurn<'_>],
+    ) -> Result<SessionRow> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let id = insert_session(&tx, name, settings, None, None)?;
         let mut head = None;
         for turn in turns {
             head = Some(insert_turn(&tx, id, head, *turn)?.1);
         }
-        tx.execute("UPDATE sessions SET head_id = ?2 WHERE id = ?1", params![id, head])?;
+        tx.execute(
+            "UPDATE sessions SET head_id = ?2 WHERE id = ?1",
+            params![id, head],
+        )?;
         tx.commit()?;
         self.session_by_id(id)
     }

@@ -28,9 +28,18 @@ pub(super) fn session_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Sess
 }
 
 /// The first free name among `base` (when `bare_first`), then `base{sep}2`, `base{sep}3`, ...
-pub(super) fn free_name_in(conn: &Connection, base: &str, sep: char, bare_first: bool) -> Result<String> {
+pub(super) fn free_name_in(
+    conn: &Connection,
+    base: &str,
+    sep: char,
+    bare_first: bool,
+) -> Result<String> {
     let taken = |name: &str| -> Result<bool> {
-        Ok(conn.query_row("SELECT EXISTS (SELECT 1 FROM sessions WHERE name = ?1)", [name], |r| r.get(0))?)
+        Ok(conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM sessions WHERE name = ?1)",
+            [name],
+            |r| r.get(0),
+        )?)
     };
     if bare_first && !taken(base)? {
         return Ok(base.to_string());
@@ -72,31 +81,54 @@ pub(super) fn insert_session(
 impl Store {
     pub fn session(&self, name: &str) -> Result<Option<SessionRow>> {
         let sql = format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE name = ?1");
-        Ok(self.conn.query_row(&sql, [name], session_from_row).optional()?)
+        Ok(self
+            .conn
+            .query_row(&sql, [name], session_from_row)
+            .optional()?)
     }
 
     pub fn session_by_id(&self, id: i64) -> Result<SessionRow> {
         let sql = format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE id = ?1");
-        self.conn.query_row(&sql, [id], session_from_row).context("the session is gone from the database")
+        self.conn
+            .query_row(&sql, [id], session_from_row)
+            .context("the session is gone from the database")
     }
 
     /// The session opened or changed last, for `peel -r`.
     pub fn most_recent_session(&self) -> Result<Option<SessionRow>> {
-        let sql = format!("SELECT {SESSION_COLUMNS} FROM sessions ORDER BY used_at DESC, id DESC LIMIT 1");
+        let sql = format!(
+            "SELECT {SESSION_COLUMNS} FROM sessions ORDER BY used_at DESC, id DESC LIMIT 1"
+        );
         Ok(self.conn.query_row(&sql, [], session_from_row).optional()?)
     }
 
-    pub fn create_session(&self, name: &str, settings: &Settings, head_id: Option<i64>) -> Result<SessionRow> {
+    pub fn create_session(
+        &self,
+        name: &str,
+        settings: &Settings,
+        head_id: Option<i64>,
+    ) -> Result<SessionRow> {
         let id = insert_session(&self.conn, name, settings, head_id, None)?;
         self.session_by_id(id)
     }
 
     /// A new session sharing `from`'s history up to `head` (one row; nothing is copied).
-    pub fn branch_session(&self, from: &SessionRow, name: &str, head: Option<i64>) -> Result<SessionRow> {
+    pub fn branch_session(
+        &self,
+        from: &SessionRow,
+        name: &str,
+        head: Option<i64>,
+    ) -> Result<SessionRow> {
         if self.session(name)?.is_some() {
             bail!("a session named {name:?} already exists");
         }
-        let id = insert_session(&self.conn, name, &from.settings, head, Some((&from.name, head)))?;
+        let id = insert_session(
+            &self.conn,
+            name,
+            &from.settings,
+            head,
+            Some((&from.name, head)),
+        )?;
         self.session_by_id(id)
     }
 
@@ -121,7 +153,10 @@ impl Store {
 
     /// Marks the session as the one in use, for `peel -r`.
     pub fn touch(&self, id: i64) -> Result<()> {
-        self.conn.execute("UPDATE sessions SET used_at = ?2 WHERE id = ?1", params![id, now_ms()])?;
+        self.conn.execute(
+            "UPDATE sessions SET used_at = ?2 WHERE id = ?1",
+            params![id, now_ms()],
+        )?;
         Ok(())
     }
 
@@ -136,7 +171,13 @@ impl Store {
     }
 
     /// Moves the head (undo, redo) if it is still where this process saw it; false if another process moved it.
-    pub fn move_head(&self, id: i64, expected: Option<i64>, head: Option<i64>, redo: &[i64]) -> Result<bool> {
+    pub fn move_head(
+        &self,
+        id: i64,
+        expected: Option<i64>,
+        head: Option<i64>,
+        redo: &[i64],
+    ) -> Result<bool> {
         let moved = self.conn.execute(
             "UPDATE sessions SET head_id = ?3, redo = ?4, updated_at = ?5, used_at = ?5
              WHERE id = ?1 AND head_id IS ?2",
@@ -146,7 +187,10 @@ impl Store {
     }
 
     pub fn list_sessions(&self) -> Result<Vec<SessionSummary>> {
-        let columns: Vec<String> = SESSION_COLUMNS.split(", ").map(|c| format!("s.{}", c.trim())).collect();
+        let columns: Vec<String> = SESSION_COLUMNS
+            .split(", ")
+            .map(|c| format!("s.{}", c.trim()))
+            .collect();
         let sql = format!(
             "SELECT {}, head.depth, prompt.parts, origin.depth
              FROM sessions s
@@ -175,7 +219,9 @@ impl Store {
     /// (through its history, its undone turns, or the turns it made). Then gives the freed pages back to the file
     /// system when that is worth it.
     pub fn delete_session(&mut self, id: i64) -> Result<()> {
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
         tx.execute("DELETE FROM sessions WHERE id = ?1", [id])?;
         tx.execute(
             "WITH RECURSIVE reached(id) AS (
@@ -188,7 +234,10 @@ impl Store {
              DELETE FROM contents WHERE id NOT IN (SELECT id FROM reached)",
             [],
         )?;
-        tx.execute("DELETE FROM blobs WHERE hash NOT IN (SELECT hash FROM content_blobs)", [])?;
+        tx.execute(
+            "DELETE FROM blobs WHERE hash NOT IN (SELECT hash FROM content_blobs)",
+            [],
+        )?;
         tx.commit()?;
         self.reclaim_space()
     }
@@ -196,10 +245,14 @@ impl Store {
     /// Returns free pages to the file system once they are a noticeable share of the file, so create/delete
     /// cycles do not grow it.
     fn reclaim_space(&self) -> Result<()> {
-        let free: i64 = self.conn.query_row("PRAGMA freelist_count", [], |r| r.get(0))?;
+        let free: i64 = self
+            .conn
+            .query_row("PRAGMA freelist_count", [], |r| r.get(0))?;
         let total: i64 = self.conn.query_row("PRAGMA page_count", [], |r| r.get(0))?;
         if free > 0 && free * 10 >= total {
-            let mode: i64 = self.conn.query_row("PRAGMA auto_vacuum", [], |r| r.get(0))?;
+            let mode: i64 = self
+                .conn
+                .query_row("PRAGMA auto_vacuum", [], |r| r.get(0))?;
             if mode == 2 {
                 // Frees one page per step: run it to the end.
                 let mut stmt = self.conn.prepare("PRAGMA incremental_vacuum")?;

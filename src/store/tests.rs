@@ -13,21 +13,41 @@ use crate::gemini::types::{Content, Part};
 fn model_answer(seed: u8) -> Content {
     let mut image = Part::image("image/jpeg", STANDARD.encode(vec![seed; 4096]));
     image.thought_signature = Some(STANDARD.encode(vec![seed ^ 0xff; 4096]));
-    let thought = Part { text: Some("thinking".into()), thought: Some(true), ..Part::default() };
-    Content { role: Some("model".into()), parts: vec![thought, image], extra: Default::default() }
+    let thought = Part {
+        text: Some("thinking".into()),
+        thought: Some(true),
+        ..Part::default()
+    };
+    Content {
+        role: Some("model".into()),
+        parts: vec![thought, image],
+        extra: Default::default(),
+    }
 }
 
-fn append(store: &mut Store, session: i64, head: Option<i64>, parent: Option<i64>, seed: u8) -> Appended {
+fn append(
+    store: &mut Store,
+    session: i64,
+    head: Option<i64>,
+    parent: Option<i64>,
+    seed: u8,
+) -> Appended {
     let user = Content::user(vec![Part::text(format!("prompt {seed}"))]);
     let meta = TurnMeta::default();
-    let turn = NewTurn { user: &user, model: &model_answer(seed), meta: &meta };
+    let turn = NewTurn {
+        user: &user,
+        model: &model_answer(seed),
+        meta: &meta,
+    };
     store.append_turn(session, head, parent, turn).unwrap()
 }
 
 #[test]
 fn turns_chain_and_round_trip() {
     let mut store = Store::open_in_memory().unwrap();
-    let s = store.create_session("fox", &Settings::default(), None).unwrap();
+    let s = store
+        .create_session("fox", &Settings::default(), None)
+        .unwrap();
     let a = append(&mut store, s.id, None, None, 1);
     let b = append(&mut store, s.id, Some(a.model_id), Some(a.model_id), 2);
     assert_eq!((a.turn, b.turn), (1, 2));
@@ -36,36 +56,66 @@ fn turns_chain_and_round_trip() {
     assert_eq!(contents[3], model_answer(2));
     assert_eq!(contents[2].parts[0].text.as_deref(), Some("prompt 2"));
     let summary = &store.list_sessions().unwrap()[0];
-    assert_eq!((summary.turns, summary.last_prompt.as_deref()), (2, Some("prompt 2")));
+    assert_eq!(
+        (summary.turns, summary.last_prompt.as_deref()),
+        (2, Some("prompt 2"))
+    );
 }
 
 #[test]
 fn blobs_are_stored_once() {
     let mut store = Store::open_in_memory().unwrap();
-    let s = store.create_session("a", &Settings::default(), None).unwrap();
+    let s = store
+        .create_session("a", &Settings::default(), None)
+        .unwrap();
     let first = append(&mut store, s.id, None, None, 9);
-    append(&mut store, s.id, Some(first.model_id), Some(first.model_id), 9);
+    append(
+        &mut store,
+        s.id,
+        Some(first.model_id),
+        Some(first.model_id),
+        9,
+    );
     assert_eq!(store.blob_bytes().unwrap(), 2 * 4096);
 }
 
 #[test]
 fn a_moved_head_sends_the_turn_to_a_new_branch() {
     let mut store = Store::open_in_memory().unwrap();
-    let s = store.create_session("fox", &Settings::default(), None).unwrap();
+    let s = store
+        .create_session("fox", &Settings::default(), None)
+        .unwrap();
     let first = append(&mut store, s.id, None, None, 1);
-    append(&mut store, s.id, Some(first.model_id), Some(first.model_id), 2); // "the other process"
-    let late = append(&mut store, s.id, Some(first.model_id), Some(first.model_id), 3);
+    append(
+        &mut store,
+        s.id,
+        Some(first.model_id),
+        Some(first.model_id),
+        2,
+    ); // "the other process"
+    let late = append(
+        &mut store,
+        s.id,
+        Some(first.model_id),
+        Some(first.model_id),
+        3,
+    );
     let branch = late.branched_to.expect("a branch");
     assert_eq!(branch.name, "fox~2");
     assert_eq!(branch.origin_session.as_deref(), Some("fox"));
     assert_eq!(branch.head_id, Some(late.model_id));
-    assert_ne!(store.session("fox").unwrap().unwrap().head_id, Some(late.model_id));
+    assert_ne!(
+        store.session("fox").unwrap().unwrap().head_id,
+        Some(late.model_id)
+    );
 }
 
 #[test]
 fn branch_names_count_on_from_the_base() {
     let store = Store::open_in_memory().unwrap();
-    let fox = store.create_session("fox", &Settings::default(), None).unwrap();
+    let fox = store
+        .create_session("fox", &Settings::default(), None)
+        .unwrap();
     assert_eq!(store.free_branch_name("fox").unwrap(), "fox~2");
     store.branch_session(&fox, "fox~2", None).unwrap();
     assert_eq!(store.free_branch_name("fox~2").unwrap(), "fox~3");
@@ -88,7 +138,9 @@ fn create_and_delete_cycles_do_not_grow_the_file() {
     let mut store = Store::open(&path).unwrap();
     let mut sizes = Vec::new();
     for cycle in 0..6u8 {
-        let s = store.create_session("tmp", &Settings::default(), None).unwrap();
+        let s = store
+            .create_session("tmp", &Settings::default(), None)
+            .unwrap();
         let mut head = None;
         for turn in 0..5u8 {
             // Big, distinct blobs each cycle: 5 turns × 2 × 64 KiB.
@@ -97,15 +149,25 @@ fn create_and_delete_cycles_do_not_grow_the_file() {
             let mut model = model_answer(seed);
             model.parts[1].inline_data.as_mut().unwrap().data = STANDARD.encode(vec![seed; 65536]);
             let meta = TurnMeta::default();
-            let turn = NewTurn { user: &user, model: &model, meta: &meta };
+            let turn = NewTurn {
+                user: &user,
+                model: &model,
+                meta: &meta,
+            };
             head = Some(store.append_turn(s.id, head, head, turn).unwrap().model_id);
         }
         store.delete_session(s.id).unwrap();
-        store.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)").unwrap();
+        store
+            .conn
+            .execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")
+            .unwrap();
         sizes.push(std::fs::metadata(&path).unwrap().len());
     }
     assert_eq!(store.blob_bytes().unwrap(), 0);
-    assert!(sizes.iter().all(|&s| s <= sizes[0]), "the file grew across cycles: {sizes:?}");
+    assert!(
+        sizes.iter().all(|&s| s <= sizes[0]),
+        "the file grew across cycles: {sizes:?}"
+    );
 }
 
 // ---- the tree against a model ----
@@ -134,13 +196,15 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
+/// A session in the model: (head, redo stack, origin head).
+type ModelSession = (Option<i64>, Vec<i64>, Option<i64>);
+
 /// The simplest possible model of the tree: nodes are model contents (a user content always sits right above one).
 #[derive(Debug, Default)]
 struct Model {
     /// model content id → (parent model content id, owner session id, seed)
     nodes: BTreeMap<i64, (Option<i64>, Option<i64>, u8)>,
-    /// session id → (head, redo, origin head)
-    sessions: BTreeMap<i64, (Option<i64>, Vec<i64>, Option<i64>)>,
+    sessions: BTreeMap<i64, ModelSession>,
 }
 
 impl Model {
@@ -161,7 +225,12 @@ impl Model {
         for (head, redo, origin) in self.sessions.values() {
             roots.extend(head.iter().chain(redo).chain(origin.iter()));
         }
-        roots.extend(self.nodes.iter().filter(|(_, n)| n.1.is_some()).map(|(id, _)| *id));
+        roots.extend(
+            self.nodes
+                .iter()
+                .filter(|(_, n)| n.1.is_some())
+                .map(|(id, _)| *id),
+        );
         for root in roots {
             keep.extend(self.chain(Some(root)));
         }
@@ -178,12 +247,28 @@ fn check(store: &Store, model: &Model) -> Result<(), TestCaseError> {
         let row = store.session_by_id(*id).unwrap();
         prop_assert_eq!(row.head_id, *head);
         prop_assert_eq!(&row.redo, redo);
-        let stored: Vec<i64> = store.chain(*head).unwrap().into_iter().filter(|r| r.role == "model").map(|r| r.id).collect();
+        let stored: Vec<i64> = store
+            .chain(*head)
+            .unwrap()
+            .into_iter()
+            .filter(|r| r.role == "model")
+            .map(|r| r.id)
+            .collect();
         prop_assert_eq!(stored, model.chain(*head));
     }
-    let sessions: i64 = store.conn.query_row("SELECT count(*) FROM sessions", [], |r| r.get(0)).unwrap();
+    let sessions: i64 = store
+        .conn
+        .query_row("SELECT count(*) FROM sessions", [], |r| r.get(0))
+        .unwrap();
     prop_assert_eq!(sessions as usize, model.sessions.len());
-    let models: i64 = store.conn.query_row("SELECT count(*) FROM contents WHERE role = 'model'", [], |r| r.get(0)).unwrap();
+    let models: i64 = store
+        .conn
+        .query_row(
+            "SELECT count(*) FROM contents WHERE role = 'model'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
     prop_assert_eq!(models as usize, model.nodes.len());
     let mut hashes: Vec<String> = store
         .conn
@@ -197,10 +282,19 @@ fn check(store: &Store, model: &Model) -> Result<(), TestCaseError> {
     let mut expected: Vec<String> = model
         .blob_seeds()
         .into_iter()
-        .flat_map(|seed| [hash_hex(&vec![seed; 4096]), hash_hex(&vec![seed ^ 0xff; 4096])])
+        .flat_map(|seed| {
+            [
+                hash_hex(&vec![seed; 4096]),
+                hash_hex(&vec![seed ^ 0xff; 4096]),
+            ]
+        })
         .collect();
     expected.sort();
-    prop_assert_eq!(hashes, expected, "the blob table holds exactly the blobs still reached");
+    prop_assert_eq!(
+        hashes,
+        expected,
+        "the blob table holds exactly the blobs still reached"
+    );
     Ok(())
 }
 

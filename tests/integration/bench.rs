@@ -31,22 +31,42 @@ fn fake_jpeg(seed: u64, len: usize) -> Vec<u8> {
 
 /// A session of `turns` turns, each answer a `image_bytes` image with a signature of the same size.
 fn build_thread(store: &mut Store, name: &str, turns: u64, image_bytes: usize, seed: u64) {
-    let session = store.create_session(name, &Settings::default(), None).unwrap();
+    let session = store
+        .create_session(name, &Settings::default(), None)
+        .unwrap();
     let mut head = None;
     for t in 0..turns {
         let user = Content::user(vec![Part::text(format!("edit number {t}"))]);
-        let mut image = Part::image("image/jpeg", STANDARD.encode(fake_jpeg(seed * 1_000_003 + t, image_bytes)));
-        image.thought_signature = Some(STANDARD.encode(fake_jpeg(seed * 7_000_001 + t, image_bytes)));
-        let model = Content { role: Some("model".into()), parts: vec![image], extra: Default::default() };
+        let mut image = Part::image(
+            "image/jpeg",
+            STANDARD.encode(fake_jpeg(seed * 1_000_003 + t, image_bytes)),
+        );
+        image.thought_signature =
+            Some(STANDARD.encode(fake_jpeg(seed * 7_000_001 + t, image_bytes)));
+        let model = Content {
+            role: Some("model".into()),
+            parts: vec![image],
+            extra: Default::default(),
+        };
         let meta = TurnMeta::default();
-        let turn = NewTurn { user: &user, model: &model, meta: &meta };
-        head = Some(store.append_turn(session.id, head, head, turn).unwrap().model_id);
+        let turn = NewTurn {
+            user: &user,
+            model: &model,
+            meta: &meta,
+        };
+        head = Some(
+            store
+                .append_turn(session.id, head, head, turn)
+                .unwrap()
+                .model_id,
+        );
     }
 }
 
 fn db_bytes(sandbox: &Sandbox) -> u64 {
     let conn = sandbox.open_db();
-    conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())).ok();
+    conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+        .ok();
     std::fs::metadata(sandbox.db()).unwrap().len()
         + std::fs::metadata(sandbox.db().with_extension("db-wal")).map_or(0, |m| m.len())
 }
@@ -76,14 +96,21 @@ fn bench_threads() {
     drop(store);
 
     let before = db_bytes(&sandbox);
-    sandbox.run(&["--offline", "-r", "fifty"], "/branch fifty-b\n").expect_code(0);
+    sandbox
+        .run(&["--offline", "-r", "fifty"], "/branch fifty-b\n")
+        .expect_code(0);
     let added = db_bytes(&sandbox) as i64 - before as i64;
-    println!("branch of a 50-turn thread: database grew by {added} bytes (file {before} bytes before)");
+    println!(
+        "branch of a 50-turn thread: database grew by {added} bytes (file {before} bytes before)"
+    );
     assert!(added < 64 * 1024, "a branch must not copy history");
 
     let (resume, stdout) = median_run(&sandbox, &["--offline", "-r", "long"], "/show\n", 11);
     assert!(stdout.trim().ends_with("long/200.jpg"), "{stdout}");
-    println!("resume a 200-turn thread and print its last image path: {:.1} ms (median of 11)", ms(resume));
+    println!(
+        "resume a 200-turn thread and print its last image path: {:.1} ms (median of 11)",
+        ms(resume)
+    );
 
     let mut store = Store::open(&sandbox.db()).unwrap();
     for n in 0..1000 {
@@ -92,7 +119,10 @@ fn bench_threads() {
     drop(store);
     let (list, stdout) = median_run(&sandbox, &["sessions"], "", 11);
     assert!(stdout.lines().count() > 1000);
-    println!("list 1,003 sessions (`peel sessions`): {:.1} ms (median of 11)", ms(list));
+    println!(
+        "list 1,003 sessions (`peel sessions`): {:.1} ms (median of 11)",
+        ms(list)
+    );
 }
 
 fn ms(d: Duration) -> f64 {
