@@ -229,7 +229,8 @@ impl App {
         let thoughts = content.thought_text();
         let show_thoughts = meta.settings.as_ref().is_some_and(|s| s.thoughts);
         if show_thoughts && !extras.thoughts_shown && !thoughts.trim().is_empty() {
-            self.ui.say(&self.ui.dim(&render::sanitize(thoughts.trim())));
+            self.ui
+                .say(&self.ui.dim(&render::sanitize(thoughts.trim())));
         }
         let text = content.answer_text();
         if !extras.text_shown && !text.trim().is_empty() {
@@ -360,7 +361,9 @@ impl App {
                 self.stream = on;
                 let offline = matches!(self.backend, Backend::Offline);
                 self.ui.note(match (on, offline) {
-                    (true, false) => "streaming on: thought summaries and text appear as they arrive",
+                    (true, false) => {
+                        "streaming on: thought summaries and text appear as they arrive"
+                    }
                     (true, true) => "streaming on (offline answers arrive whole anyway)",
                     (false, _) => "streaming off: each answer arrives whole",
                 });
@@ -465,7 +468,7 @@ impl App {
     }
 
     /// A turn's answer images on disk (written again from the database if they were moved or deleted).
-    pub(crate) fn turn_files(&self, turn: &Turn) -> Result<Vec<(PathBuf, Vec<u8>)>> {
+    pub(crate) fn turn_files(&self, turn: &Turn) -> Result<Vec<(PathBuf, images::AnswerImage)>> {
         let parts = self.store.parts(&turn.model)?;
         let content = Content {
             role: Some("model".into()),
@@ -484,7 +487,7 @@ impl App {
             if !path.exists() {
                 images::write_atomically(&path, &image.bytes)?;
             }
-            files.push((path, image.bytes));
+            files.push((path, image));
         }
         Ok(files)
     }
@@ -512,9 +515,9 @@ impl App {
                 one_line(&turn.model.visible_text(), 70)
             ));
         }
-        for ((path, bytes), meta) in files.iter().zip(&turn.model.meta.images) {
-            self.ui.preview(bytes);
-            self.announce_path(path, meta);
+        for (path, image) in &files {
+            self.ui.preview(&image.bytes);
+            self.announce_path(path, &image.meta);
         }
         Ok(())
     }
