@@ -7,6 +7,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use serde_json::json;
 
+use crate::context;
 use crate::gemini::outcome::{Outcome, classify};
 use crate::gemini::types::UsageMetadata;
 use crate::gemini::{Backend, Content, GenerateContentRequest, models};
@@ -105,6 +106,7 @@ impl App {
         let model = self.session.settings.model.clone();
         let mut contents = self.store.contents(parent)?;
         contents.push(user.clone());
+        let contents = self.session.settings.context.apply(contents);
         let references = contents
             .iter()
             .filter(|c| !c.is_model())
@@ -122,6 +124,10 @@ impl App {
             tools: self.session.settings.tools(),
             system_instruction: None,
         };
+        let size = context::measure(&request, &model)?;
+        if let Some(why) = size.over(&self.limits(), &self.session.settings.context) {
+            bail!(why);
+        }
 
         let started = Instant::now();
         let spinner = self.ui.spinner(&model);
@@ -187,6 +193,7 @@ impl App {
             model_version,
             response_id,
             images: answer_images.iter().map(|i| i.meta.clone()).collect(),
+            request_bytes: size.bytes,
         };
 
         let head = self.session.head();
@@ -368,6 +375,9 @@ impl App {
                     (false, _) => "streaming off: each answer arrives whole",
                 });
             }
+            Command::Context(None) => self.show_context()?,
+            Command::Context(Some(policy)) => self.set_context(policy)?,
+            Command::Fresh => self.fresh()?,
             Command::Cost => {
                 let turns = self.session.turns(&self.store)?;
                 self.ui
@@ -717,6 +727,9 @@ fn footer(meta: &TurnMeta) -> String {
         parts.push(settings.shape());
     }
     parts.push(format!("{:.1} s", meta.elapsed_ms as f64 / 1000.0));
+    if meta.request_bytes > 0 {
+        parts.push(format!("sent {}", render::bytes(meta.request_bytes)));
+    }
     if let Some(usage) = &meta.usage {
         let mut tokens = usage
             .total_token_count

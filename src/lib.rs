@@ -8,6 +8,7 @@ pub mod app;
 pub mod branching;
 pub mod cli;
 pub mod config;
+pub mod context;
 pub mod cost;
 pub mod export;
 pub mod gemini;

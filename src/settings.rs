@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use serde_json::{Value, json};
 
+use crate::context::ContextPolicy;
 use crate::gemini::models::{self, DEFAULT_MODEL, Thinking};
 use crate::gemini::types::{GenerationConfig, ImageConfig, ThinkingConfig};
 
@@ -26,6 +27,9 @@ pub struct Settings {
     /// Ground the answer in Google Search results.
     #[serde(default, skip_serializing_if = "is_false")]
     pub search: bool,
+    /// How much of the thread each request carries.
+    #[serde(default, skip_serializing_if = "ContextPolicy::is_full")]
+    pub context: ContextPolicy,
 }
 
 fn is_false(value: &bool) -> bool {
@@ -41,6 +45,7 @@ impl Default for Settings {
             thoughts: false,
             think: None,
             search: false,
+            context: ContextPolicy::Full,
         }
     }
 }

@@ -28,12 +28,6 @@ pub enum Api {
     VertexExpress,
 }
 
-impl Api {
-    pub fn is_vertex(&self) -> bool {
-        !matches!(self, Api::Gemini)
-    }
-}
-
 /// The Vertex AI host for a location: `global` has no regional prefix.
 pub fn vertex_base_url(location: &str) -> String {
     if location == "global" {
@@ -65,6 +59,10 @@ pub struct Client {
 }
 
 impl Client {
+    pub fn max_request_bytes(&self) -> usize {
+        self.config.max_request_bytes
+    }
+
     pub fn new(config: ClientConfig) -> anyhow::Result<Client> {
         let http = reqwest::Client::builder()
             .connect_timeout(config.connect_timeout)
@@ -72,10 +70,6 @@ impl Client {
             .user_agent(concat!("peel/", env!("CARGO_PKG_VERSION")))
             .build()?;
         Ok(Client { http, config })
-    }
-
-    pub fn api(&self) -> &Api {
-        &self.config.api
     }
 
     /// The endpoint without any credential: safe to print.

@@ -67,7 +67,18 @@ pub enum Backend {
     Offline,
 }
 
+/// The Gemini API's inline request limit (since 2026-01), used when nothing else is configured.
+pub const DEFAULT_MAX_REQUEST_BYTES: usize = 100 * 1000 * 1000;
+
 impl Backend {
+    /// The largest request body this backend may be sent.
+    pub fn max_request_bytes(&self) -> usize {
+        match self {
+            Backend::Remote(client) => client.max_request_bytes(),
+            Backend::Offline => DEFAULT_MAX_REQUEST_BYTES,
+        }
+    }
+
     /// One turn. With `stream`, parts are reported through `progress` as they arrive; retries are reported either way.
     pub async fn generate(
         &self,
@@ -80,11 +91,6 @@ impl Backend {
             Backend::Remote(client) => client.generate(model, request, stream, progress).await,
             Backend::Offline => crate::offline::respond(model, request).await,
         }
-    }
-
-    /// Whether the server is Vertex AI (which takes settings the Gemini API refuses).
-    pub fn is_vertex(&self) -> bool {
-        matches!(self, Backend::Remote(client) if client.api().is_vertex())
     }
 }
 

@@ -5,6 +5,8 @@ use std::str::FromStr;
 
 use anyhow::{Result, bail};
 
+use crate::context::ContextPolicy;
+
 /// name, usage, what it does. The order is the order of `/help`.
 pub const COMMANDS: &[(&str, &str, &str)] = &[
     (
@@ -107,6 +109,16 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
         "show the settings for the next turn",
     ),
     (
+        "context",
+        "/context [full|last N]",
+        "the next request's size and tokens against the limits; send every earlier turn (full) or only the last N",
+    ),
+    (
+        "fresh",
+        "/fresh",
+        "a new branch that starts from the current image as a reference, with no history to resend",
+    ),
+    (
         "cost",
         "/cost",
         "tokens and estimated cost of each turn and of the whole thread",
@@ -156,6 +168,9 @@ pub enum Command {
     Stream(bool),
     Settings,
     Cost,
+    /// `/context` (show), `/context full`, `/context last N`.
+    Context(Option<ContextPolicy>),
+    Fresh,
     Help(Option<String>),
     Quit,
 }
@@ -262,6 +277,8 @@ impl FromStr for Command {
             "stream" => Command::Stream(on_off(name, arg())?),
             "settings" => Command::Settings,
             "cost" => Command::Cost,
+            "context" => Command::Context(parse_context(rest)?),
+            "fresh" => Command::Fresh,
             "help" => Command::Help(arg()),
             "quit" => Command::Quit,
             _ => unreachable!("every name in COMMANDS has an arm above"),
@@ -297,6 +314,20 @@ impl FromStr for TurnRef {
         };
         Ok(TurnRef { number, take })
     }
+}
+
+/// `/context`, `/context full`, `/context last N`.
+fn parse_context(rest: &str) -> Result<Option<ContextPolicy>> {
+    let words: Vec<&str> = rest.split_whitespace().collect();
+    Ok(match words.as_slice() {
+        [] => None,
+        ["full"] => Some(ContextPolicy::Full),
+        ["last", n] => match n.parse::<usize>() {
+            Ok(turns) if turns >= 1 => Some(ContextPolicy::Last { turns }),
+            _ => bail!("/context last takes a number of turns (1 or more), not {n:?}"),
+        },
+        _ => bail!("usage: {}", usage("context")),
+    })
 }
 
 /// `/branch [NAME] [@TURN]`, in either order.
@@ -443,6 +474,11 @@ mod tests {
         assert_eq!(cmd("/show 3"), Command::Show(Some(3)));
         assert_eq!(cmd("/save"), Command::Save(None));
         assert_eq!(cmd("/history --all"), Command::Tree);
+        assert_eq!(cmd("/context"), Command::Context(None));
+        assert_eq!(cmd("/context last 2"), Command::Context(Some(ContextPolicy::Last { turns: 2 })));
+        assert_eq!(cmd("/context full"), Command::Context(Some(ContextPolicy::Full)));
+        assert!("/context last 0".parse::<Line>().is_err());
+        assert!("/context half".parse::<Line>().is_err());
         assert_eq!(
             cmd("/branch @3b night"),
             Command::Branch {

@@ -39,6 +39,9 @@ pub struct TurnMeta {
     pub images: Vec<ImageMeta>,
     #[serde(default)]
     pub cost_usd: f64,
+    /// The size of the request body that was sent.
+    #[serde(default)]
+    pub request_bytes: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
