@@ -166,7 +166,9 @@ impl Live<'_> {
             }
             Progress::Sending { url, bytes } => {
                 if self.ui.verbose {
-                    let line = self.ui.dim(&format!("POST {url} ({:.1} MB)", bytes as f64 / 1e6));
+                    let line = self
+                        .ui
+                        .dim(&format!("POST {url} ({:.1} MB)", bytes as f64 / 1e6));
                     match self.spinner {
                         Some(spinner) => spinner.suspend(|| self.ui.say(&line)),
                         None => self.ui.say(&line),

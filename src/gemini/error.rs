@@ -70,7 +70,10 @@ impl GeminiError {
                 let first = e.message.split(". ").next().unwrap_or_default();
                 format!("{} {}", e.http_status, first.trim_end_matches('.'))
             }
-            GeminiError::Transport { reason, .. } => reason.clone(),
+            // The innermost cause says it best ("Connection refused (os error 111)").
+            GeminiError::Transport { host, reason, .. } => {
+                format!("{host}: {}", reason.rsplit(": ").next().unwrap_or(reason))
+            }
             other => other.to_string(),
         }
     }
@@ -256,6 +259,16 @@ mod tests {
         assert!(
             e.to_string()
                 .starts_with("400 INVALID_ARGUMENT: Image part")
+        );
+    }
+
+    #[test]
+    fn an_unsupported_thinking_level_is_final() {
+        let e = ApiError::from_body(400, &fixture("error-400-thinking-level.json"));
+        assert!(!e.is_retryable());
+        assert!(
+            e.message
+                .starts_with("Thinking level MINIMAL is not supported")
         );
     }
 

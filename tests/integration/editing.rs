@@ -216,7 +216,11 @@ fn errors_are_one_clear_line_and_record_nothing() {
         "{}",
         run.stderr
     );
-    assert!(run.stderr.contains("waiting will not help"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("waiting will not help"),
+        "{}",
+        run.stderr
+    );
     assert!(run.stdout.is_empty());
 
     server.push_reply(Reply::gateway_error(

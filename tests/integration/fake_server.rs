@@ -830,10 +830,26 @@ fn serve_forever() {
         .ok()
         .map(|port| port.parse().expect("FAKE_GEMINI_PORT is a port number"))
         .unwrap_or(8765);
-    let server = FakeGemini::builder().port(port).start();
+    // FAKE_GEMINI_AUTH=header,query,bearer: where the key is accepted (default: where the real service wants it).
+    let mut builder = FakeGemini::builder().port(port);
+    if let Ok(list) = std::env::var("FAKE_GEMINI_AUTH") {
+        let placements: Vec<KeyPlacement> = list
+            .split(',')
+            .map(|p| match p.trim() {
+                "header" => KeyPlacement::Header,
+                "query" => KeyPlacement::Query,
+                "bearer" => KeyPlacement::Bearer,
+                other => panic!("FAKE_GEMINI_AUTH: unknown placement {other:?}"),
+            })
+            .collect();
+        builder = builder.key_placements(&placements);
+    }
+    let server = builder.start();
     println!(
-        "fake Gemini listening on {} (key {DEFAULT_API_KEY}, header x-goog-api-key)",
-        server.url()
+        "fake Gemini listening on {} (key {DEFAULT_API_KEY}, {})",
+        server.url(),
+        std::env::var("FAKE_GEMINI_AUTH")
+            .unwrap_or_else(|_| "header x-goog-api-key; Bearer on Vertex project paths".into())
     );
     loop {
         std::thread::park();

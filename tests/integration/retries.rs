@@ -170,3 +170,33 @@ fn the_overall_timeout_is_not_retried() {
     assert_eq!(server.request_count(), 1);
     assert_eq!(stored(&sandbox), 0);
 }
+
+#[test]
+fn the_spinner_says_when_it_retries_and_ctrl_c_cancels_the_wait() {
+    let server = FakeGemini::start();
+    let sandbox = Sandbox::new(&server);
+    let mut body = crate::support::fixture_json("error-429-retry-info.json");
+    for detail in body["error"]["details"].as_array_mut().unwrap() {
+        if detail["@type"].as_str().unwrap().ends_with("RetryInfo") {
+            detail["retryDelay"] = json!("60s");
+        }
+    }
+    server.push_reply(Reply::Status(429, body));
+    let mut command = sandbox.peel(&["-s", "w", "--preview", "off"]);
+    command.env("TERM", "xterm-256color");
+    let mut p = rexpect::session::spawn_command(command, Some(30_000)).unwrap();
+    p.exp_string("w> ").unwrap();
+    p.send_line("a red fox").unwrap();
+    p.exp_string("retrying in 60 s (2/5): 429 You exceeded your current quota")
+        .unwrap();
+    p.send_control('c').unwrap();
+    p.exp_string("cancelled; nothing was recorded").unwrap();
+    p.exp_string("w> ").unwrap();
+    p.send_line("/quit").unwrap();
+    p.exp_eof().unwrap();
+    assert_eq!(
+        server.request_count(),
+        1,
+        "the wait was cancelled, not retried"
+    );
+}

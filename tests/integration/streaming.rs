@@ -219,3 +219,26 @@ fn the_json_array_form_and_the_real_captures() {
         run.stderr
     );
 }
+
+#[test]
+fn the_repl_streams_by_default_and_stream_off_turns_it_off() {
+    let server = FakeGemini::start();
+    let sandbox = Sandbox::new(&server);
+    let mut command = sandbox.peel(&["-s", "r", "--preview", "off", "--thoughts"]);
+    command.env("TERM", "xterm-256color");
+    let mut p = rexpect::session::spawn_command(command, Some(30_000)).unwrap();
+    p.exp_string("r> ").unwrap();
+    p.send_line("a red fox").unwrap();
+    p.exp_string("Planning the image").unwrap();
+    p.exp_string("out/r/1.jpg").unwrap();
+    p.exp_string("r> ").unwrap();
+    p.send_line("/stream off").unwrap();
+    p.exp_string("streaming off").unwrap();
+    p.send_line("make it night").unwrap();
+    p.exp_string("out/r/2.jpg").unwrap();
+    p.exp_string("r> ").unwrap();
+    p.send_line("/quit").unwrap();
+    p.exp_eof().unwrap();
+    let requests = server.requests();
+    assert!(requests[0].stream && !requests[1].stream);
+}

@@ -290,6 +290,14 @@ pub struct RecordedRequest {
     pub model: Option<String>,
     /// `streamGenerateContent` rather than `generateContent`.
     pub stream: bool,
+    /// The answer's HTTP status, once the server has produced it (`None` while it is being produced,
+    /// and for ever for `Reply::Hang`).
+    pub status: Option<u16>,
+    /// The server's own time for the answer, from the whole body received to the answer's headers
+    /// (what the `x-fake-server-ms` header says, unrounded); `None` until then.
+    pub server_time: Option<Duration>,
+    /// Which request of this server it is, to fill in `status` and `server_time` later.
+    seq: u64,
 }
 
 impl RecordedRequest {
@@ -546,6 +554,7 @@ struct Shared {
     /// The bodies of the answers the server produced, as sent (one JSON body, or a stream's frames).
     sent: Mutex<Vec<String>>,
     image_replies: AtomicU64,
+    requests_seen: AtomicU64,
 }
 
 impl Shared {
@@ -559,12 +568,26 @@ impl Shared {
             images: Mutex::default(),
             sent: Mutex::default(),
             image_replies: AtomicU64::new(0),
+            requests_seen: AtomicU64::new(0),
         }
     }
 
-    fn record(&self, request: RecordedRequest) {
+    /// Logs a request; returns its `seq` for [`Shared::answered`].
+    fn record(&self, mut request: RecordedRequest) -> u64 {
+        let seq = self.requests_seen.fetch_add(1, Ordering::Relaxed);
+        request.seq = seq;
         lock(&self.log).push(request);
         self.arrived.notify_all();
+        seq
+    }
+
+    /// Notes the status and the server time of a logged request's answer.
+    fn answered(&self, seq: u64, status: u16, server_time: Duration) {
+        let mut log = lock(&self.log);
+        if let Some(request) = log.iter_mut().rev().find(|r| r.seq == seq) {
+            request.status = Some(status);
+            request.server_time = Some(server_time);
+        }
     }
 
     fn remember(&self, kind: SignedKind, content: &str, signature: &str) {
@@ -583,6 +606,14 @@ impl Shared {
 }
 
 fn signature_digest(kind: SignedKind, content: &str, signature: &str) -> [u8; 32] {
+    // Google reads bytes fields in either base64 alphabet, and the official Python SDK resends
+    // history re-encoded URL-safe: compare image data and signatures in the standard alphabet.
+    // (Any other change, padding included, still counts as an altered signature.)
+    let content = match kind {
+        SignedKind::Image => standard_alphabet(content),
+        SignedKind::Text => content.into(),
+    };
+    let signature = standard_alphabet(signature);
     let mut hasher = Sha256::new();
     hasher.update([kind as u8]);
     // The length prefix keeps (content, signature) pairs from colliding when concatenated.
@@ -590,6 +621,22 @@ fn signature_digest(kind: SignedKind, content: &str, signature: &str) -> [u8; 32
     hasher.update(content.as_bytes());
     hasher.update(signature.as_bytes());
     hasher.finalize().into()
+}
+
+/// Base64 text with the URL-safe alphabet's `-` and `_` turned into the standard `+` and `/`.
+fn standard_alphabet(base64: &str) -> std::borrow::Cow<'_, str> {
+    if !base64.contains(['-', '_']) {
+        return base64.into();
+    }
+    base64
+        .chars()
+        .map(|c| match c {
+            '-' => '+',
+            '_' => '/',
+            c => c,
+        })
+        .collect::<String>()
+        .into()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -770,9 +817,22 @@ async fn handle(
     body: Bytes,
 ) -> Response {
     let started = Instant::now();
+    let (seq, response) = answer(&shared, method, uri, headers, body, started).await;
+    shared.answered(seq, response.status().as_u16(), started.elapsed());
+    response
+}
+
+async fn answer(
+    shared: &Arc<Shared>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+    started: Instant,
+) -> (u64, Response) {
     let endpoint = Endpoint::parse(uri.path(), uri.query());
     let parsed = serde_json::from_slice::<Value>(&body).map(Arc::new);
-    shared.record(RecordedRequest {
+    let seq = shared.record(RecordedRequest {
         method: method.to_string(),
         path: uri.path().to_string(),
         query: uri.query().map(str::to_string),
@@ -782,6 +842,9 @@ async fn handle(
         received_at: started,
         model: endpoint.as_ref().map(|e| e.model.clone()),
         stream: endpoint.as_ref().is_some_and(|e| e.stream),
+        status: None,
+        server_time: None,
+        seq: 0,
     });
 
     let Some(endpoint) = endpoint.filter(|_| method == Method::POST) else {
@@ -793,10 +856,10 @@ async fn handle(
                 uri.path()
             ),
         );
-        return error.into_response(None, started);
+        return (seq, error.into_response(None, started));
     };
     let request = match admit(
-        &shared,
+        shared,
         &endpoint,
         uri.query(),
         &headers,
@@ -804,11 +867,12 @@ async fn handle(
         parsed,
     ) {
         Ok(request) => request,
-        Err(error) => return error.into_response(Some(&endpoint), started),
+        Err(error) => return (seq, error.into_response(Some(&endpoint), started)),
     };
 
     let reply = shared.next_reply();
-    serve(shared, reply, endpoint, request, started).await
+    let response = serve(shared.clone(), reply, endpoint, request, started).await;
+    (seq, response)
 }
 
 fn header_map(headers: &HeaderMap) -> BTreeMap<String, String> {
@@ -1287,7 +1351,7 @@ fn last_image_ratio(contents: &[Value]) -> Option<Ratio> {
     // what can be a hundred megabytes.
     let prefix = &data[..data.len().min(256 * 1024)];
     let prefix = &prefix[..prefix.len() - prefix.len() % 4];
-    let bytes = STANDARD.decode(prefix).ok()?;
+    let bytes = STANDARD.decode(standard_alphabet(prefix).as_bytes()).ok()?;
     let (width, height) = image::ImageReader::new(io::Cursor::new(bytes))
         .with_guessed_format()
         .ok()?
@@ -1962,6 +2026,17 @@ mod tests {
             )
             .is_none()
         );
+    }
+
+    #[test]
+    fn signatures_match_in_either_base64_alphabet() {
+        let shared = Shared::new(Config::default());
+        shared.remember(SignedKind::Image, "ab+/cd==", "x+y/z+==");
+        // What the Python SDK sends back: the same bytes, URL-safe.
+        assert!(shared.was_issued(SignedKind::Image, "ab-_cd==", "x-y_z-=="));
+        assert!(shared.was_issued(SignedKind::Image, "ab+/cd==", "x+y/z+=="));
+        assert!(!shared.was_issued(SignedKind::Image, "ab+/cd==", "x+y/z/=="));
+        assert!(!shared.was_issued(SignedKind::Image, "ab+/ce==", "x+y/z+=="));
     }
 
     #[test]
