@@ -194,6 +194,7 @@ impl App {
             response_id,
             images: answer_images.iter().map(|i| i.meta.clone()).collect(),
             request_bytes: size.bytes,
+            sources: extras.sources.clone(),
         };
 
         let head = self.session.head();

@@ -17,6 +17,7 @@ pub use blobs::{Blob, hash_hex};
 pub use contents::NewTurn;
 pub use migrate::{MIGRATIONS, schema_version};
 
+use crate::gemini::outcome::Source;
 use crate::gemini::types::UsageMetadata;
 use crate::settings::Settings;
 
@@ -42,6 +43,9 @@ pub struct TurnMeta {
     /// The size of the request body that was sent.
     #[serde(default)]
     pub request_bytes: u64,
+    /// Search grounding sources listed under the answer.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sources: Vec<Source>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
