@@ -2,12 +2,14 @@
 //! one-shot mode, which differ only in where their lines come from.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use serde_json::json;
 
 use crate::context;
+use crate::gemini::body::BlobSource;
 use crate::gemini::outcome::{Outcome, classify};
 use crate::gemini::types::UsageMetadata;
 use crate::gemini::{Backend, Content, GenerateContentRequest, models};
@@ -50,6 +52,8 @@ pub struct App {
     pub(crate) backend: Backend,
     pub(crate) out_dir: PathBuf,
     pub(crate) runtime: tokio::runtime::Runtime,
+    /// Where request bodies read the history's images and signatures from as they stream out.
+    pub(crate) blobs: Arc<dyn BlobSource>,
     /// The last prompt, while its turn failed (refused, an error, cancelled): `/retry` sends it again.
     pub(crate) failed_prompt: Option<String>,
     /// Use streamGenerateContent (`--stream`, `/stream`): on by default in the interactive REPL.
@@ -67,6 +71,7 @@ impl App {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
+        let blobs: Arc<dyn BlobSource> = Arc::new(store.blob_reader()?);
         Ok(App {
             store,
             session,
@@ -74,6 +79,7 @@ impl App {
             backend,
             out_dir,
             runtime,
+            blobs,
             failed_prompt: None,
             stream: false,
         })
@@ -104,7 +110,7 @@ impl App {
     pub(crate) fn send_turn(&mut self, user: Content, parent: Option<i64>, prompt: &str) -> Result<()> {
         let generation_config = self.session.settings.generation_config()?;
         let model = self.session.settings.model.clone();
-        let mut contents = self.store.contents(parent)?;
+        let mut contents = self.store.contents_by_reference(parent)?;
         contents.push(user.clone());
         let contents = self.session.settings.context.apply(contents);
         let references = contents
@@ -124,7 +130,7 @@ impl App {
             tools: self.session.settings.tools(),
             system_instruction: None,
         };
-        let size = context::measure(&request, &model)?;
+        let size = context::measure(&request, &model, &self.blobs)?;
         if let Some(why) = size.over(&self.limits(), &self.session.settings.context) {
             bail!(why);
         }
@@ -138,7 +144,7 @@ impl App {
         let backend = &self.backend;
         let answer = self.runtime.block_on(async {
             tokio::select! {
-                response = backend.generate(&model, &request, self.stream, &progress) => Some(response),
+                response = backend.generate(&model, &request, &self.blobs, self.stream, &progress) => Some(response),
                 _ = tokio::signal::ctrl_c() => None,
             }
         });

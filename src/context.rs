@@ -2,12 +2,13 @@
 //! until the provider refuses them. This module knows how big a request is (bytes and estimated input tokens),
 //! the limits it must stay under, and the policy that decides how much history a request carries.
 
-use std::io::Write;
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::app::App;
+use crate::gemini::body::{BlobSource, Body};
 use crate::gemini::{Content, GenerateContentRequest};
 use crate::images::Attachment;
 use crate::render;
@@ -83,24 +84,9 @@ pub fn input_token_limit(model: &str) -> Option<u64> {
     }
 }
 
-/// Counts what is written without keeping it.
-struct Counter(u64);
-
-impl Write for Counter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0 += buf.len() as u64;
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// Measures a request without building its body.
-pub fn measure(request: &GenerateContentRequest, model: &str) -> Result<Measure> {
-    let mut counter = Counter(0);
-    serde_json::to_writer(&mut counter, request)?;
+/// Measures a request without building its body: the large values stay where `blobs` keeps them.
+pub fn measure(request: &GenerateContentRequest, model: &str, blobs: &Arc<dyn BlobSource>) -> Result<Measure> {
+    let body = Body::new(&serde_json::to_string(request)?, blobs.clone()).map_err(anyhow::Error::msg)?;
     let parts = request.contents.iter().flat_map(|c| &c.parts);
     let (mut images, mut text_bytes) = (0usize, 0u64);
     for part in parts {
@@ -115,7 +101,7 @@ pub fn measure(request: &GenerateContentRequest, model: &str) -> Result<Measure>
     }
     let tokens = images as u64 * tokens_per_image(model) + text_bytes.div_ceil(4);
     Ok(Measure {
-        bytes: counter.0,
+        bytes: body.len(),
         tokens,
         images,
     })
@@ -184,7 +170,7 @@ impl App {
 
     /// The request the next prompt would send (history as the policy trims it, plus the attachments).
     fn next_request(&self) -> Result<GenerateContentRequest> {
-        let mut contents = self.store.contents(self.session.head())?;
+        let mut contents = self.store.contents_by_reference(self.session.head())?;
         contents.push(self.session.user_content(""));
         Ok(GenerateContentRequest {
             contents: self.session.settings.context.apply(contents),
@@ -197,7 +183,7 @@ impl App {
     /// `/context`: the next request's size and tokens against the limits, and the policy.
     pub fn show_context(&self) -> Result<()> {
         let limits = self.limits();
-        let size = measure(&self.next_request()?, &self.session.settings.model)?;
+        let size = measure(&self.next_request()?, &self.session.settings.model, &self.blobs)?;
         let mut text = format!(
             "next request: {} ({} in it)\npolicy: {}",
             size.against(&limits),
@@ -295,7 +281,8 @@ mod tests {
             tools: Vec::new(),
             system_instruction: None,
         };
-        let m = measure(&request, "gemini-3-pro-image").unwrap();
+        let blobs: Arc<dyn BlobSource> = Arc::new(crate::gemini::body::NoBlobs);
+        let m = measure(&request, "gemini-3-pro-image", &blobs).unwrap();
         assert_eq!(m.bytes, serde_json::to_vec(&request).unwrap().len() as u64);
         assert_eq!(m.images, 3);
         assert_eq!(m.tokens, 3 * 560 + (3 * 8 + 4_u64).div_ceil(4));

@@ -1,14 +1,16 @@
 //! HTTP to the Gemini API, Vertex AI, and gateways that speak the Gemini protocol.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt as _;
 use reqwest::StatusCode;
-use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue};
+use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderMap, HeaderValue};
 use serde_json::{Map, Value};
 
 use super::Progress;
 use super::auth::{Credential, redact_url};
+use super::body::{BlobSource, Body};
 use super::error::{ApiError, GeminiError};
 use super::retry::RetryPolicy;
 use super::sse::SseDecoder;
@@ -95,21 +97,23 @@ impl Client {
         &self,
         model: &str,
         request: &GenerateContentRequest,
+        blobs: &Arc<dyn BlobSource>,
         stream: bool,
         progress: &dyn Fn(Progress<'_>),
     ) -> Result<GenerateContentResponse, GeminiError> {
-        let body = self.body(request)?;
+        let body = self.body(request, blobs)?;
         self.config
             .retry
             .run(progress, || self.attempt(model, &body, stream, progress))
             .await
     }
 
-    /// The request as JSON, with the Vertex-only image fields added, checked against the size budget.
-    fn body(&self, request: &GenerateContentRequest) -> Result<Vec<u8>, GeminiError> {
+    /// The request body, with the Vertex-only image fields added, checked against the size budget. Large values
+    /// stay in `blobs` until the body is streamed.
+    fn body(&self, request: &GenerateContentRequest, blobs: &Arc<dyn BlobSource>) -> Result<Body, GeminiError> {
         let encode = |e: serde_json::Error| GeminiError::Malformed(e.to_string());
-        let body = if self.config.vertex_image_config.is_empty() {
-            serde_json::to_vec(request).map_err(encode)?
+        let json = if self.config.vertex_image_config.is_empty() {
+            serde_json::to_string(request).map_err(encode)?
         } else {
             let mut value = serde_json::to_value(request).map_err(encode)?;
             let image = &mut value["generationConfig"]["imageConfig"];
@@ -119,11 +123,12 @@ impl Client {
             if let Value::Object(image) = image {
                 image.extend(self.config.vertex_image_config.clone());
             }
-            serde_json::to_vec(&value).map_err(encode)?
+            serde_json::to_string(&value).map_err(encode)?
         };
-        if body.len() > self.config.max_request_bytes {
+        let body = Body::new(&json, blobs.clone()).map_err(GeminiError::Malformed)?;
+        if body.len() > self.config.max_request_bytes as u64 {
             return Err(GeminiError::TooLarge {
-                bytes: body.len(),
+                bytes: body.len() as usize,
                 limit: self.config.max_request_bytes,
             });
         }
@@ -133,7 +138,7 @@ impl Client {
     async fn attempt(
         &self,
         model: &str,
-        body: &[u8],
+        body: &Body,
         stream: bool,
         progress: &dyn Fn(Progress<'_>),
     ) -> Result<GenerateContentResponse, GeminiError> {
@@ -143,16 +148,17 @@ impl Client {
             let mut headers = HeaderMap::new();
             headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
             self.config.credential.apply(&mut headers, &mut url)?;
+            headers.insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
             progress(Progress::Sending {
                 url: &redact_url(&url),
-                bytes: body.len(),
+                bytes: body.len() as usize,
             });
             let response = self
                 .http
                 .post(&url)
                 .headers(headers)
-                // A copy per attempt: milliseconds even for the largest request, next to seconds of network.
-                .body(body.to_vec())
+                // Streamed: images and signatures are read and base64-encoded as the bytes go out.
+                .body(reqwest::Body::wrap_stream(body.stream()))
                 .send()
                 .await
                 .map_err(|e| self.transport(e))?;
@@ -387,8 +393,9 @@ mod tests {
             tools: Vec::new(),
             system_instruction: None,
         };
+        let blobs: Arc<dyn BlobSource> = Arc::new(super::super::body::NoBlobs);
         assert!(matches!(
-            client.body(&request),
+            client.body(&request, &blobs),
             Err(GeminiError::TooLarge { .. })
         ));
     }

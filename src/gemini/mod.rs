@@ -1,6 +1,7 @@
 //! The wire: everything that knows what the Gemini protocol looks like. Nothing here touches SQLite or the terminal.
 
 pub mod auth;
+pub mod body;
 pub mod client;
 pub mod error;
 pub mod models;
@@ -10,7 +11,10 @@ pub mod sse;
 pub mod stream;
 pub mod types;
 
+use std::sync::Arc;
 use std::time::Duration;
+
+use body::BlobSource;
 
 pub use auth::Auth;
 pub use client::{Api, Client, ClientConfig};
@@ -84,12 +88,17 @@ impl Backend {
         &self,
         model: &str,
         request: &GenerateContentRequest,
+        blobs: &Arc<dyn BlobSource>,
         stream: bool,
         progress: &dyn Fn(Progress<'_>),
     ) -> Result<GenerateContentResponse, GeminiError> {
         match self {
-            Backend::Remote(client) => client.generate(model, request, stream, progress).await,
-            Backend::Offline => crate::offline::respond(model, request).await,
+            Backend::Remote(client) => client.generate(model, request, blobs, stream, progress).await,
+            Backend::Offline => {
+                // The stand-in draws from the images themselves, so it gets them inline.
+                let request = body::inflate(request, blobs.as_ref()).map_err(GeminiError::Malformed)?;
+                crate::offline::respond(model, &request).await
+            }
         }
     }
 }

@@ -12,6 +12,7 @@ use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::gemini::Part;
+use crate::gemini::body::{self, Encoding};
 
 /// Values shorter than this stay inline in the JSON: not worth a row.
 const INLINE_LIMIT: usize = 1024;
@@ -38,30 +39,6 @@ pub fn hash_hex(bytes: &[u8]) -> String {
         .collect()
 }
 
-/// How a stored blob turns back into the string that was received.
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Encoding {
-    Base64,
-    Base64Url,
-    Text,
-}
-
-impl Encoding {
-    fn name(self) -> &'static str {
-        match self {
-            Encoding::Base64 => "base64",
-            Encoding::Base64Url => "base64url",
-            Encoding::Text => "text",
-        }
-    }
-
-    fn from_name(name: &str) -> Option<Encoding> {
-        [Encoding::Base64, Encoding::Base64Url, Encoding::Text]
-            .into_iter()
-            .find(|e| e.name() == name)
-    }
-}
-
 fn to_blob(text: &str) -> (Blob, Encoding) {
     for (engine, encoding) in [
         (&STANDARD, Encoding::Base64),
@@ -74,14 +51,6 @@ fn to_blob(text: &str) -> (Blob, Encoding) {
         }
     }
     (Blob::new(text.as_bytes().to_vec()), Encoding::Text)
-}
-
-fn from_blob(bytes: &[u8], encoding: Encoding) -> Result<String> {
-    Ok(match encoding {
-        Encoding::Base64 => STANDARD.encode(bytes),
-        Encoding::Base64Url => URL_SAFE.encode(bytes),
-        Encoding::Text => String::from_utf8(bytes.to_vec()).context("a text blob is not UTF-8")?,
-    })
 }
 
 /// The parts as the JSON to store, plus the blobs it refers to.
@@ -139,14 +108,32 @@ pub fn internalize(
     stored: &str,
     mut fetch: impl FnMut(&str) -> Result<Vec<u8>>,
 ) -> Result<Vec<Part>> {
+    internalize_with(stored, &mut |hash, encoding| {
+        encoding.encode(&fetch(hash)?).map_err(anyhow::Error::msg)
+    })
+}
+
+/// The parts with each blob reference turned into a placeholder ([`body::placeholder`]): what a request carries
+/// until its body is streamed, so a long history is never held in memory as base64.
+pub fn internalize_refs(stored: &str) -> Result<Vec<Part>> {
+    internalize_with(stored, &mut |hash, encoding| {
+        Ok(body::placeholder(hash, encoding))
+    })
+}
+
+/// The parts with each blob reference replaced by what `value` makes of it.
+fn internalize_with(
+    stored: &str,
+    value: &mut dyn FnMut(&str, Encoding) -> Result<String>,
+) -> Result<Vec<Part>> {
     let mut values: Vec<Value> =
         serde_json::from_str(stored).context("stored parts are not JSON")?;
-    for value in &mut values {
-        if let Some(object) = value.as_object_mut() {
+    for part in &mut values {
+        if let Some(object) = part.as_object_mut() {
             if let Some(Value::Object(inline)) = object.get_mut("inlineData") {
-                swap_in(inline, "data", &mut fetch)?;
+                swap_in(inline, "data", value)?;
             }
-            swap_in(object, "thoughtSignature", &mut fetch)?;
+            swap_in(object, "thoughtSignature", value)?;
         }
     }
     values
@@ -158,7 +145,7 @@ pub fn internalize(
 fn swap_in(
     object: &mut Map<String, Value>,
     key: &str,
-    fetch: &mut impl FnMut(&str) -> Result<Vec<u8>>,
+    value: &mut dyn FnMut(&str, Encoding) -> Result<String>,
 ) -> Result<()> {
     let Some(Value::Object(reference)) = object.get(key) else {
         return Ok(());
@@ -172,7 +159,7 @@ fn swap_in(
     ) else {
         bail!("a stored part has a malformed blob reference")
     };
-    let text = from_blob(&fetch(hash)?, encoding)?;
+    let text = value(hash, encoding)?;
     object.insert(key.to_string(), Value::String(text));
     Ok(())
 }

@@ -147,6 +147,19 @@ impl Store {
             .with_context(|| format!("reading content {} from the database", row.id))
     }
 
+    /// The `contents` of a request from the root to `head`, each large value a placeholder that the streamed body
+    /// fills in from the blobs ([`crate::gemini::body`]).
+    pub fn contents_by_reference(&self, head: Option<i64>) -> Result<Vec<Content>> {
+        self.chain(head)?
+            .iter()
+            .map(|row| {
+                let parts = blobs::internalize_refs(&row.parts_json)
+                    .with_context(|| format!("reading content {} from the database", row.id))?;
+                Ok(Content { role: Some(row.role.clone()), parts, extra: Default::default() })
+            })
+            .collect()
+    }
+
     /// The whole `contents` of a request, from the root to `head`.
     pub fn contents(&self, head: Option<i64>) -> Result<Vec<Content>> {
         self.chain(head)?

@@ -4,9 +4,10 @@
 mod blobs;
 mod contents;
 mod migrate;
+mod reader;
 mod sessions;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
@@ -15,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 pub use blobs::{Blob, hash_hex};
 pub use contents::NewTurn;
+pub use reader::BlobReader;
 pub use migrate::{MIGRATIONS, schema_version};
 
 use crate::gemini::outcome::Source;
@@ -132,6 +134,8 @@ pub struct Appended {
 
 pub struct Store {
     conn: Connection,
+    /// Where the database lives, so request bodies can read blobs on a connection of their own.
+    path: Option<PathBuf>,
 }
 
 pub(crate) fn now_ms() -> i64 {
@@ -148,11 +152,19 @@ impl Store {
         }
         let conn = Connection::open(path)
             .with_context(|| format!("opening database {}", path.display()))?;
-        Store::setup(conn).with_context(|| format!("opening database {}", path.display()))
+        let mut store =
+            Store::setup(conn).with_context(|| format!("opening database {}", path.display()))?;
+        store.path = Some(path.to_path_buf());
+        Ok(store)
     }
 
     pub fn open_in_memory() -> Result<Store> {
         Store::setup(Connection::open_in_memory()?)
+    }
+
+    /// A reader of this database's blobs for streamed request bodies.
+    pub fn blob_reader(&self) -> Result<BlobReader> {
+        BlobReader::open(self.path.as_deref().context("an in-memory database has no blob reader")?)
     }
 
     fn setup(mut conn: Connection) -> Result<Store> {
@@ -171,7 +183,7 @@ impl Store {
         }
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         migrate::migrate(&mut conn)?;
-        Ok(Store { conn })
+        Ok(Store { conn, path: None })
     }
 
     pub fn blob(&self, hash: &str) -> Result<Vec<u8>> {
