@@ -24,6 +24,16 @@ pub mod store;
 pub mod tree;
 pub mod ui;
 
+/// What the unit tests share.
+#[cfg(test)]
+pub(crate) mod test_support {
+    /// A file of `tests/fixtures/`: real captured API bodies (see its README).
+    pub fn fixture(name: &str) -> Vec<u8> {
+        let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+        std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+    }
+}
+
 use std::io::IsTerminal;
 
 use anyhow::{Result, bail};

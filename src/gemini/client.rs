@@ -285,13 +285,7 @@ mod tests {
     use crate::gemini::auth::Auth;
     use crate::secret::Secret;
 
-    fn fixture(name: &str) -> Vec<u8> {
-        std::fs::read(format!(
-            "{}/tests/fixtures/{name}",
-            env!("CARGO_MANIFEST_DIR")
-        ))
-        .unwrap()
-    }
+    use crate::test_support::fixture;
 
     fn client(base_url: &str, api: Api) -> Client {
         Client::new(ClientConfig {

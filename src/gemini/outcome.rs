@@ -169,12 +169,7 @@ mod tests {
     use crate::gemini::client::parse_response;
 
     fn outcome(name: &str) -> Outcome {
-        let bytes = std::fs::read(format!(
-            "{}/tests/fixtures/{name}",
-            env!("CARGO_MANIFEST_DIR")
-        ))
-        .unwrap();
-        classify(parse_response(&bytes).unwrap())
+        classify(parse_response(&crate::test_support::fixture(name)).unwrap())
     }
 
     #[test]

@@ -141,11 +141,7 @@ mod tests {
             r#"{"error":{"code":429,"message":"Your prepayment credits are depleted.","status":"RESOURCE_EXHAUSTED"}}"#,
         );
         assert!(policy.wait(1, &depleted).is_none());
-        let fixture = std::fs::read(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/fixtures/error-429-retry-info.json"
-        ))
-        .unwrap();
+        let fixture = crate::test_support::fixture("error-429-retry-info.json");
         let quota = GeminiError::Api(ApiError::from_body(429, &fixture));
         assert_eq!(policy.wait(1, &quota), Some(Duration::from_millis(34_400)));
         let reset = GeminiError::Transport {

@@ -115,11 +115,7 @@ mod tests {
     }
 
     fn fixture() -> Vec<u8> {
-        std::fs::read(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/fixtures/stream-3-pro-image-signature.sse"
-        ))
-        .unwrap()
+        crate::test_support::fixture("stream-3-pro-image-signature.sse")
     }
 
     /// The same events framed the way Google does (CRLF), with a comment and a two-line data field thrown in.

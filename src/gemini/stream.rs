@@ -163,13 +163,7 @@ mod tests {
     use super::*;
     use crate::gemini::sse::SseDecoder;
 
-    fn fixture(name: &str) -> Vec<u8> {
-        std::fs::read(format!(
-            "{}/tests/fixtures/{name}",
-            env!("CARGO_MANIFEST_DIR")
-        ))
-        .unwrap()
-    }
+    use crate::test_support::fixture;
 
     fn quiet(_: Progress<'_>) {}
 
