@@ -107,7 +107,12 @@ impl App {
 
     /// Sends the history up to `parent` plus `user` and records the answer under `parent`: normally the head, or
     /// the content before the last turn for a retry.
-    pub(crate) fn send_turn(&mut self, user: Content, parent: Option<i64>, prompt: &str) -> Result<()> {
+    pub(crate) fn send_turn(
+        &mut self,
+        user: Content,
+        parent: Option<i64>,
+        prompt: &str,
+    ) -> Result<()> {
         let generation_config = self.session.settings.generation_config()?;
         let model = self.session.settings.model.clone();
         let mut contents = self.store.contents_by_reference(parent)?;
@@ -122,7 +127,9 @@ impl App {
         if let Some(info) = models::info(&model)
             && references > info.max_reference_images.max(14)
         {
-            bail!("{model} takes at most 14 reference images in a request; this one would carry {references}");
+            bail!(
+                "{model} takes at most 14 reference images in a request; this one would carry {references}"
+            );
         }
         let request = GenerateContentRequest {
             contents,
@@ -205,7 +212,11 @@ impl App {
 
         let head = self.session.head();
         let session_id = self.session.ensure_stored(&self.store, prompt)?.id;
-        let turn = NewTurn { user: &user, model: &content, meta: &meta };
+        let turn = NewTurn {
+            user: &user,
+            model: &content,
+            meta: &meta,
+        };
         let appended = self.store.append_turn(session_id, head, parent, turn)?;
         self.session.attachments.clear();
         match appended.branched_to {
@@ -228,7 +239,14 @@ impl App {
             }
         }
         let label = crate::tree::label(appended.turn, appended.take);
-        self.show_answer(appended.turn, &label, &content, &meta, &answer_images, &extras)
+        self.show_answer(
+            appended.turn,
+            &label,
+            &content,
+            &meta,
+            &answer_images,
+            &extras,
+        )
     }
 
     fn show_answer(
@@ -536,6 +554,26 @@ impl App {
             self.ui.preview(&image.bytes);
             self.announce_path(path, &image.meta);
         }
+        // The interim images the model drew while thinking, kept in the history as they came.
+        let content = Content {
+            role: Some("model".into()),
+            parts: self.store.parts(&turn.model)?,
+            extra: Default::default(),
+        };
+        for (k, image) in images::thought_images(&content).iter().enumerate() {
+            let name = format!("{}-thought-{}", turn.label(), k + 1);
+            let path = images::output_path(&self.out_dir, self.session.name(), &name, 0, image.ext);
+            if !path.exists() {
+                images::write_atomically(&path, &image.bytes)?;
+            }
+            self.ui.note(&format!(
+                "thought image {} of turn {}:",
+                k + 1,
+                turn.label()
+            ));
+            self.ui.preview(&image.bytes);
+            self.announce_path(&path, &image.meta);
+        }
         Ok(())
     }
 
@@ -579,7 +617,9 @@ impl App {
                         .and_then(|u| u.total_token_count)
                         .map_or("-".into(), thousands),
                     format!("${:.3}", meta.cost_usd),
-                    notes.get(&t.model.id).map_or(String::new(), |n| n.join("; ")),
+                    notes
+                        .get(&t.model.id)
+                        .map_or(String::new(), |n| n.join("; ")),
                 ]
             })
             .collect();

@@ -420,10 +420,15 @@ fn vertex_image_config(
     }
     if !vertex {
         let which = profile.map_or("this run".to_string(), |p| format!("profile {p}"));
+        let (fields, verb) = if asked.len() == 1 {
+            (asked[0].to_string(), "works")
+        } else {
+            (asked.join(", "), "work")
+        };
         return Err(usage_error(format!(
-            "{} only work(s) on Vertex AI, and {which} talks to the Gemini API; set vertex = true (with project \
-             and location) or remove them",
-            asked.join(", ")
+            "{fields} only {verb} on Vertex AI, and {which} talks to the Gemini API; set vertex = true (with \
+             project and location) or remove {}",
+            if asked.len() == 1 { "it" } else { "them" }
         )));
     }
     if let Some(person) = &values.person_generation {
@@ -536,7 +541,7 @@ person_generation = "ALLOW_ADULT"
             .unwrap_err()
             .to_string();
         assert!(
-            e.contains("only work(s) on Vertex AI") && e.contains("profile google"),
+            e.contains("jpeg_quality only work on Vertex AI") && e.contains("profile google"),
             "{e}"
         );
         let bad = ProfileConfig {

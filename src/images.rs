@@ -7,6 +7,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
 use crate::gemini::Content;
+use crate::gemini::types::InlineData;
 use crate::store::ImageMeta;
 
 /// Larger attachments are refused before anything is sent: the Gemini API takes at most 100 MB per request, and
@@ -138,8 +139,16 @@ pub struct AnswerImage {
 /// The answer's images that decode, typed by their bytes. A value that is not an image (a redacted capture, say) is
 /// left out rather than written as a broken file; the caller says so.
 pub fn answer_images(content: &Content) -> Vec<AnswerImage> {
-    content
-        .answer_images()
+    decode_all(content.answer_images())
+}
+
+/// The interim thought images of an answer that decode.
+pub fn thought_images(content: &Content) -> Vec<AnswerImage> {
+    decode_all(content.thought_images())
+}
+
+fn decode_all<'a>(inlines: impl Iterator<Item = &'a InlineData>) -> Vec<AnswerImage> {
+    inlines
         .filter_map(|inline| {
             let bytes = STANDARD.decode(inline.data.as_bytes()).ok()?;
             let (mime, ext) = sniff(&bytes)?;

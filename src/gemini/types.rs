@@ -50,6 +50,14 @@ impl Content {
             .filter_map(|p| p.inline_data.as_ref())
     }
 
+    /// The interim "thought images" the model drew while thinking (kept in the history as received).
+    pub fn thought_images(&self) -> impl Iterator<Item = &InlineData> {
+        self.parts
+            .iter()
+            .filter(|p| p.is_thought())
+            .filter_map(|p| p.inline_data.as_ref())
+    }
+
     /// The visible text of the answer, thought summaries excluded.
     pub fn answer_text(&self) -> String {
         self.parts

@@ -429,3 +429,41 @@ fn offline_mode_needs_no_key_and_resumes() {
         .expect_code(0);
     assert!(run.stdout.trim_end().ends_with("o/3.jpg"), "{run:?}");
 }
+
+#[test]
+fn interim_thought_images_are_kept_and_shown() {
+    use base64::Engine;
+    let server = FakeGemini::start();
+    let sandbox = Sandbox::new(&server);
+    let png = |w: u32| {
+        let mut out = Vec::new();
+        image::RgbImage::new(w, 8)
+            .write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png)
+            .unwrap();
+        base64::engine::general_purpose::STANDARD.encode(out)
+    };
+    server.push_reply(Reply::Status(
+        200,
+        json!({"candidates": [{"content": {"role": "model", "parts": [
+            {"text": "**Sketching**", "thought": true},
+            {"inlineData": {"mimeType": "image/png", "data": png(16)}, "thought": true},
+            {"inlineData": {"mimeType": "image/png", "data": png(32)}, "thoughtSignature": "c2ln"}
+        ]}, "finishReason": "STOP"}]}),
+    ));
+    let run = sandbox.run(&["-s", "t"], "a fox\n/show 1\n").expect_code(0);
+    let lines = run.stdout_lines();
+    assert!(lines[0].ends_with("out/t/1.png"), "{run:?}");
+    assert!(
+        lines.last().unwrap().ends_with("out/t/1-thought-1.png"),
+        "{run:?}"
+    );
+    assert_eq!(
+        image::image_dimensions(lines.last().unwrap()).unwrap(),
+        (16, 8)
+    );
+    assert!(
+        run.stderr.contains("thought image 1 of turn 1"),
+        "{}",
+        run.stderr
+    );
+}

@@ -319,7 +319,7 @@ fn vertex_global_streaming_and_vertex_only_settings() {
     assert!(
         refused
             .stderr
-            .contains("person_generation only work(s) on Vertex AI"),
+            .contains("person_generation only works on Vertex AI"),
         "{}",
         refused.stderr
     );
