@@ -12,7 +12,7 @@ use crate::context;
 use crate::gemini::body::BlobSource;
 use crate::gemini::outcome::{Outcome, classify};
 use crate::gemini::types::UsageMetadata;
-use crate::gemini::{Backend, Content, GenerateContentRequest, models};
+use crate::gemini::{Backend, Content, GenerateContentRequest, GenerateContentResponse, models};
 use crate::images::{self, Attachment};
 use crate::render::{self, one_line, thousands};
 use crate::repl::command::{self, Command, Line};
@@ -36,8 +36,10 @@ struct AnswerExtras {
     thoughts_shown: bool,
     /// The answer text was streamed to the screen already.
     text_shown: bool,
-    sources: Vec<crate::gemini::outcome::Source>,
 }
+
+/// The API takes at most this many reference images in one request (Nano Banana works best with 3, but takes more).
+const MAX_REFERENCE_IMAGES: usize = 14;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Flow {
@@ -113,74 +115,20 @@ impl App {
         parent: Option<i64>,
         prompt: &str,
     ) -> Result<()> {
-        let generation_config = self.session.settings.generation_config()?;
+        let (request, size) = self.build_request(&user, parent)?;
         let model = self.session.settings.model.clone();
-        let mut contents = self.store.contents_by_reference(parent)?;
-        contents.push(user.clone());
-        let contents = self.session.settings.context.apply(contents);
-        let references = contents
-            .iter()
-            .filter(|c| !c.is_model())
-            .flat_map(|c| &c.parts)
-            .filter(|p| p.inline_data.is_some())
-            .count();
-        if let Some(info) = models::info(&model)
-            && references > info.max_reference_images.max(14)
-        {
-            bail!(
-                "{model} takes at most 14 reference images in a request; this one would carry {references}"
-            );
-        }
-        let request = GenerateContentRequest {
-            contents,
-            generation_config,
-            tools: self.session.settings.tools(),
-            system_instruction: None,
-        };
-        let size = context::measure(&request, &model, &self.blobs)?;
-        if let Some(why) = size.over(&self.limits(), &self.session.settings.context) {
-            bail!(why);
-        }
-
         let started = Instant::now();
-        let spinner = self.ui.spinner(&model);
-        let live = self
-            .ui
-            .live(spinner.as_ref(), self.session.settings.thoughts);
-        let progress = |p: crate::gemini::Progress<'_>| live.show(p);
-        let backend = &self.backend;
-        let answer = self.runtime.block_on(async {
-            tokio::select! {
-                response = backend.generate(&model, &request, &self.blobs, self.stream, &progress) => Some(response),
-                _ = tokio::signal::ctrl_c() => None,
-            }
-        });
-        if let Some(spinner) = &spinner {
-            spinner.finish_and_clear();
-        }
-        let mut extras = AnswerExtras {
-            thoughts_shown: live.thoughts_shown(),
-            text_shown: live.text_shown(),
-            sources: Vec::new(),
-        };
+        let (response, extras) = self.ask(&model, &request)?;
         let elapsed = started.elapsed();
-        let Some(response) = answer else {
-            return Err(Cancelled.into());
-        };
-        let response = response.context("the request failed; nothing was recorded")?;
         let (model_version, response_id) =
             (response.model_version.clone(), response.response_id.clone());
-
-        let (content, finish_reason, usage) = match classify(response) {
+        let (content, finish_reason, usage, sources) = match classify(response) {
             Outcome::Answer {
                 content,
                 finish_reason,
                 usage,
                 sources,
-            } => {
-                extras.sources = sources;
-                (content, finish_reason, usage)
-            }
+            } => (content, finish_reason, usage, sources),
             Outcome::Refused(refusal) => {
                 let kept = match self.session.attachments.len() {
                     0 => String::new(),
@@ -192,12 +140,13 @@ impl App {
             }
         };
         let answer_images = images::answer_images(&content);
+        let settings = &self.session.settings;
         let meta = TurnMeta {
-            settings: Some(self.session.settings.clone()),
+            settings: Some(settings.clone()),
             finish_reason,
             cost_usd: cost(
                 &model,
-                self.session.settings.size.as_deref(),
+                settings.size.as_deref(),
                 answer_images.len(),
                 usage.as_ref(),
             ),
@@ -207,15 +156,96 @@ impl App {
             response_id,
             images: answer_images.iter().map(|i| i.meta.clone()).collect(),
             request_bytes: size.bytes,
-            sources: extras.sources.clone(),
+            sources,
         };
+        let (number, label) = self.record(&user, &content, &meta, parent, prompt)?;
+        self.show_answer(number, &label, &content, &meta, &answer_images, &extras)
+    }
 
+    /// The request for `user` after the history up to `parent`, as the context policy trims it, checked against
+    /// the limits before anything is sent. Large values stay in the store as placeholders until the body streams.
+    fn build_request(
+        &self,
+        user: &Content,
+        parent: Option<i64>,
+    ) -> Result<(GenerateContentRequest, context::Measure)> {
+        let mut contents = self.store.contents_by_reference(parent)?;
+        contents.push(user.clone());
+        let contents = self.session.settings.context.apply(contents);
+        let references = contents
+            .iter()
+            .filter(|c| !c.is_model())
+            .flat_map(|c| &c.parts)
+            .filter(|p| p.inline_data.is_some())
+            .count();
+        if references > MAX_REFERENCE_IMAGES {
+            bail!(
+                "a request takes at most {MAX_REFERENCE_IMAGES} reference images; this one would carry {references}"
+            );
+        }
+        let request = GenerateContentRequest {
+            contents,
+            generation_config: self.session.settings.generation_config()?,
+            tools: self.session.settings.tools(),
+            system_instruction: None,
+        };
+        let size = context::measure(&request, &self.session.settings.model, &self.blobs)?;
+        if let Some(why) = size.over(&self.limits(), &self.session.settings.context) {
+            bail!(why);
+        }
+        Ok((request, size))
+    }
+
+    /// Sends the request, showing progress, until it answers, fails, or Ctrl-C cancels it. Returns the response and
+    /// what of it was already shown as it streamed in.
+    fn ask(
+        &self,
+        model: &str,
+        request: &GenerateContentRequest,
+    ) -> Result<(GenerateContentResponse, AnswerExtras)> {
+        let spinner = self.ui.spinner(model);
+        let live = self
+            .ui
+            .live(spinner.as_ref(), self.session.settings.thoughts);
+        let progress = |p: crate::gemini::Progress<'_>| live.show(p);
+        let answer = self.runtime.block_on(async {
+            tokio::select! {
+                response = self.backend.generate(model, request, &self.blobs, self.stream, &progress) => Some(response),
+                _ = tokio::signal::ctrl_c() => None,
+            }
+        });
+        if let Some(spinner) = &spinner {
+            spinner.finish_and_clear();
+        }
+        let Some(response) = answer else {
+            return Err(Cancelled.into());
+        };
+        let response = response.context("the request failed; nothing was recorded")?;
+        Ok((
+            response,
+            AnswerExtras {
+                thoughts_shown: live.thoughts_shown(),
+                text_shown: live.text_shown(),
+            },
+        ))
+    }
+
+    /// Records the turn in one transaction and moves this session along (or onto the branch the store made when
+    /// another process had moved the head). Returns the turn's number and label.
+    fn record(
+        &mut self,
+        user: &Content,
+        content: &Content,
+        meta: &TurnMeta,
+        parent: Option<i64>,
+        prompt: &str,
+    ) -> Result<(i64, String)> {
         let head = self.session.head();
         let session_id = self.session.ensure_stored(&self.store, prompt)?.id;
         let turn = NewTurn {
-            user: &user,
-            model: &content,
-            meta: &meta,
+            user,
+            model: content,
+            meta,
         };
         let appended = self.store.append_turn(session_id, head, parent, turn)?;
         self.session.attachments.clear();
@@ -238,15 +268,10 @@ impl App {
                 row.redo.clear();
             }
         }
-        let label = crate::tree::label(appended.turn, appended.take);
-        self.show_answer(
+        Ok((
             appended.turn,
-            &label,
-            &content,
-            &meta,
-            &answer_images,
-            &extras,
-        )
+            crate::tree::label(appended.turn, appended.take),
+        ))
     }
 
     fn show_answer(
@@ -287,9 +312,9 @@ impl App {
                 "no image came back this turn (text only); the answer is kept in the history",
             );
         }
-        if !extras.sources.is_empty() {
+        if !meta.sources.is_empty() {
             let mut list = String::from("sources:");
-            for (n, source) in extras.sources.iter().enumerate() {
+            for (n, source) in meta.sources.iter().enumerate() {
                 list.push_str(&format!(
                     "\n  {}. {} {}",
                     n + 1,
@@ -308,7 +333,7 @@ impl App {
                 })).collect::<Vec<_>>(),
                 "text": render::sanitize(&text),
                 "finish_reason": meta.finish_reason,
-                "sources": extras.sources,
+                "sources": meta.sources,
                 "usage": meta.usage,
                 "cost": { "usd": meta.cost_usd, "estimated": true },
                 "elapsed_ms": meta.elapsed_ms,
