@@ -85,8 +85,13 @@ pub fn input_token_limit(model: &str) -> Option<u64> {
 }
 
 /// Measures a request without building its body: the large values stay where `blobs` keeps them.
-pub fn measure(request: &GenerateContentRequest, model: &str, blobs: &Arc<dyn BlobSource>) -> Result<Measure> {
-    let body = Body::new(&serde_json::to_string(request)?, blobs.clone()).map_err(anyhow::Error::msg)?;
+pub fn measure(
+    request: &GenerateContentRequest,
+    model: &str,
+    blobs: &Arc<dyn BlobSource>,
+) -> Result<Measure> {
+    let body =
+        Body::new(&serde_json::to_string(request)?, blobs.clone()).map_err(anyhow::Error::msg)?;
     let parts = request.contents.iter().flat_map(|c| &c.parts);
     let (mut images, mut text_bytes) = (0usize, 0u64);
     for part in parts {
@@ -183,7 +188,11 @@ impl App {
     /// `/context`: the next request's size and tokens against the limits, and the policy.
     pub fn show_context(&self) -> Result<()> {
         let limits = self.limits();
-        let size = measure(&self.next_request()?, &self.session.settings.model, &self.blobs)?;
+        let size = measure(
+            &self.next_request()?,
+            &self.session.settings.model,
+            &self.blobs,
+        )?;
         let mut text = format!(
             "next request: {} ({} in it)\npolicy: {}",
             size.against(&limits),

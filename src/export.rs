@@ -89,7 +89,12 @@ pub fn export_session(store: &Store, row: &SessionRow, dir: &Path) -> Result<Vec
             }
             let meta = &stored.meta;
             for source in &meta.sources {
-                let _ = writeln!(transcript, "- [{}]({})", render::sanitize(&source.title), source.uri);
+                let _ = writeln!(
+                    transcript,
+                    "- [{}]({})",
+                    render::sanitize(&source.title),
+                    source.uri
+                );
             }
             if !meta.sources.is_empty() {
                 transcript.push('\n');

@@ -76,7 +76,9 @@ pub fn run(cli: Cli) -> Result<Outcome> {
         Some(Command::Export { name, dir }) => {
             let store = Store::open(&config::database_path(&cli)?)?;
             let Some(row) = store.session(name)? else {
-                bail!(usage_error(format!("no session named {name:?}; `peel sessions` lists them")));
+                bail!(usage_error(format!(
+                    "no session named {name:?}; `peel sessions` lists them"
+                )));
             };
             for path in export::export_session(&store, &row, dir)? {
                 println!("{}", path.display());
@@ -87,7 +89,11 @@ pub fn run(cli: Cli) -> Result<Outcome> {
             let mut store = Store::open(&config::database_path(&cli)?)?;
             let row = export::import_thread(&mut store, file, name.as_deref())?;
             let turns = store.chain(row.head_id)?.len() / 2;
-            eprintln!("imported {} as session {}", crate::render::count(turns, "turn"), row.name);
+            eprintln!(
+                "imported {} as session {}",
+                crate::render::count(turns, "turn"),
+                row.name
+            );
             println!("{}", row.name);
             return Ok(Outcome::Done);
         }

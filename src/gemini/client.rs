@@ -110,7 +110,11 @@ impl Client {
 
     /// The request body, with the Vertex-only image fields added, checked against the size budget. Large values
     /// stay in `blobs` until the body is streamed.
-    fn body(&self, request: &GenerateContentRequest, blobs: &Arc<dyn BlobSource>) -> Result<Body, GeminiError> {
+    fn body(
+        &self,
+        request: &GenerateContentRequest,
+        blobs: &Arc<dyn BlobSource>,
+    ) -> Result<Body, GeminiError> {
         let encode = |e: serde_json::Error| GeminiError::Malformed(e.to_string());
         let json = if self.config.vertex_image_config.is_empty() {
             serde_json::to_string(request).map_err(encode)?

@@ -93,10 +93,15 @@ impl Backend {
         progress: &dyn Fn(Progress<'_>),
     ) -> Result<GenerateContentResponse, GeminiError> {
         match self {
-            Backend::Remote(client) => client.generate(model, request, blobs, stream, progress).await,
+            Backend::Remote(client) => {
+                client
+                    .generate(model, request, blobs, stream, progress)
+                    .await
+            }
             Backend::Offline => {
                 // The stand-in draws from the images themselves, so it gets them inline.
-                let request = body::inflate(request, blobs.as_ref()).map_err(GeminiError::Malformed)?;
+                let request =
+                    body::inflate(request, blobs.as_ref()).map_err(GeminiError::Malformed)?;
                 crate::offline::respond(model, &request).await
             }
         }

@@ -475,8 +475,14 @@ mod tests {
         assert_eq!(cmd("/save"), Command::Save(None));
         assert_eq!(cmd("/history --all"), Command::Tree);
         assert_eq!(cmd("/context"), Command::Context(None));
-        assert_eq!(cmd("/context last 2"), Command::Context(Some(ContextPolicy::Last { turns: 2 })));
-        assert_eq!(cmd("/context full"), Command::Context(Some(ContextPolicy::Full)));
+        assert_eq!(
+            cmd("/context last 2"),
+            Command::Context(Some(ContextPolicy::Last { turns: 2 }))
+        );
+        assert_eq!(
+            cmd("/context full"),
+            Command::Context(Some(ContextPolicy::Full))
+        );
         assert!("/context last 0".parse::<Line>().is_err());
         assert!("/context half".parse::<Line>().is_err());
         assert_eq!(

@@ -155,7 +155,11 @@ impl Store {
             .map(|row| {
                 let parts = blobs::internalize_refs(&row.parts_json)
                     .with_context(|| format!("reading content {} from the database", row.id))?;
-                Ok(Content { role: Some(row.role.clone()), parts, extra: Default::default() })
+                Ok(Content {
+                    role: Some(row.role.clone()),
+                    parts,
+                    extra: Default::default(),
+                })
             })
             .collect()
     }

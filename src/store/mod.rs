@@ -16,8 +16,8 @@ use serde::{Deserialize, Serialize};
 
 pub use blobs::{Blob, hash_hex};
 pub use contents::NewTurn;
-pub use reader::BlobReader;
 pub use migrate::{MIGRATIONS, schema_version};
+pub use reader::BlobReader;
 
 use crate::gemini::outcome::Source;
 use crate::gemini::types::UsageMetadata;
@@ -164,7 +164,11 @@ impl Store {
 
     /// A reader of this database's blobs for streamed request bodies.
     pub fn blob_reader(&self) -> Result<BlobReader> {
-        BlobReader::open(self.path.as_deref().context("an in-memory database has no blob reader")?)
+        BlobReader::open(
+            self.path
+                .as_deref()
+                .context("an in-memory database has no blob reader")?,
+        )
     }
 
     fn setup(mut conn: Connection) -> Result<Store> {

@@ -15,14 +15,22 @@ pub struct BlobReader {
 
 impl BlobReader {
     pub fn open(path: &Path) -> Result<BlobReader> {
-        let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
-            .with_context(|| format!("opening {} to read images", path.display()))?;
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .with_context(|| format!("opening {} to read images", path.display()))?;
         conn.busy_timeout(Duration::from_secs(10))?;
-        Ok(BlobReader { conn: Mutex::new(conn) })
+        Ok(BlobReader {
+            conn: Mutex::new(conn),
+        })
     }
 
     fn query<T: rusqlite::types::FromSql>(&self, sql: &str, hash: &str) -> Result<T, String> {
-        let conn = self.conn.lock().map_err(|_| "the blob reader was poisoned".to_string())?;
+        let conn = self
+            .conn
+            .lock()
+            .map_err(|_| "the blob reader was poisoned".to_string())?;
         conn.query_row(sql, [hash], |r| r.get(0))
             .optional()
             .map_err(|e| e.to_string())?
@@ -37,6 +45,7 @@ impl BlobSource for BlobReader {
 
     fn len(&self, hash: &str) -> Result<u64, String> {
         // length() of a BLOB comes from the record header: the bytes themselves are not read.
-        self.query::<i64>("SELECT length(bytes) FROM blobs WHERE hash = ?1", hash).map(|n| n as u64)
+        self.query::<i64>("SELECT length(bytes) FROM blobs WHERE hash = ?1", hash)
+            .map(|n| n as u64)
     }
 }

@@ -4,6 +4,8 @@
 mod support;
 
 mod bench;
+mod bench_sdk;
+mod context;
 mod editing;
 mod fake_server;
 mod harness;

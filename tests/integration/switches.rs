@@ -26,9 +26,14 @@ fn search_adds_the_tool_and_lists_the_sources_under_the_image() {
     assert_eq!(object["sources"][1]["title"], "foxes.example");
     // The sources are kept with the turn, and exported.
     let dir = sandbox.path("exported");
-    sandbox.run(&["export", "s", dir.to_str().unwrap()], "").expect_code(0);
+    sandbox
+        .run(&["export", "s", dir.to_str().unwrap()], "")
+        .expect_code(0);
     let transcript = std::fs::read_to_string(dir.join("transcript.md")).unwrap();
-    assert!(transcript.contains("- [foxes.example](https://vertexaisearch"), "{transcript}");
+    assert!(
+        transcript.contains("- [foxes.example](https://vertexaisearch"),
+        "{transcript}"
+    );
     let thread = std::fs::read_to_string(dir.join("thread.json")).unwrap();
     assert!(thread.contains("wildlife.example"));
 

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::State;
 use axum::http::header::{CONTENT_TYPE, HeaderValue};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::Response;
@@ -520,7 +520,6 @@ fn router(shared: Arc<Shared>) -> Router {
         )
         .route("/v1/publishers/google/models/{*rest}", post(handle))
         .fallback(handle)
-        .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
         .with_state(shared)
 }
 
@@ -787,6 +786,7 @@ impl ApiError {
 }
 
 const JSON: &str = "application/json; charset=UTF-8";
+const TEXT: &str = "text/plain; charset=utf-8";
 
 fn json_response(status: u16, body: &Value, started: Instant) -> Response {
     // Pretty, like Google's own bodies; clients must not depend on the layout anyway.
@@ -814,9 +814,36 @@ async fn handle(
     method: Method,
     uri: Uri,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
+    // The server's time starts when the body's last byte has arrived: joining its chunks into one
+    // buffer (a copy of tens of megabytes for long threads) is the server's work, not the client's.
+    let mut chunks = Vec::new();
+    let mut length = 0;
+    let mut stream = body.into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        let Ok(chunk) = chunk else {
+            let message = "the request body broke off";
+            return response(400, TEXT, Body::from(message), Instant::now());
+        };
+        length += chunk.len();
+        if length > BODY_LIMIT_BYTES {
+            let message = "Failed to buffer the request body: length limit exceeded";
+            return response(413, TEXT, Body::from(message), Instant::now());
+        }
+        chunks.push(chunk);
+    }
     let started = Instant::now();
+    let body = match chunks.len() {
+        1 => chunks.pop().unwrap_or_default(),
+        _ => {
+            let mut joined = Vec::with_capacity(length);
+            for chunk in &chunks {
+                joined.extend_from_slice(chunk);
+            }
+            Bytes::from(joined)
+        }
+    };
     let (seq, response) = answer(&shared, method, uri, headers, body, started).await;
     shared.answered(seq, response.status().as_u16(), started.elapsed());
     response
@@ -858,14 +885,7 @@ async fn answer(
         );
         return (seq, error.into_response(None, started));
     };
-    let request = match admit(
-        shared,
-        &endpoint,
-        uri.query(),
-        &headers,
-        body.len(),
-        parsed,
-    ) {
+    let request = match admit(shared, &endpoint, uri.query(), &headers, body.len(), parsed) {
         Ok(request) => request,
         Err(error) => return (seq, error.into_response(Some(&endpoint), started)),
     };
