@@ -48,14 +48,15 @@ pub enum Flow {
 }
 
 pub struct App {
+    /// Where request bodies read the history's images and signatures from as they stream out. Declared before
+    /// `store` so it is dropped first: the writer's connection, closing last, checkpoints and removes the WAL file.
+    pub(crate) blobs: Arc<dyn BlobSource>,
     pub store: Store,
     pub session: Session,
     pub ui: Ui,
     pub(crate) backend: Backend,
     pub(crate) out_dir: PathBuf,
     pub(crate) runtime: tokio::runtime::Runtime,
-    /// Where request bodies read the history's images and signatures from as they stream out.
-    pub(crate) blobs: Arc<dyn BlobSource>,
     /// The last prompt, while its turn failed (refused, an error, cancelled): `/retry` sends it again.
     pub(crate) failed_prompt: Option<String>,
     /// Use streamGenerateContent (`--stream`, `/stream`): on by default in the interactive REPL.

@@ -211,6 +211,9 @@ impl Store {
             params![owner, model_id, now_ms()],
         )?;
         tx.commit()?;
+        if let Some(checkpointer) = &self.checkpointer {
+            checkpointer.nudge();
+        }
         let depth: i64 = self.conn.query_row(
             "SELECT depth FROM contents WHERE id = ?1",
             [model_id],

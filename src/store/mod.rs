@@ -2,6 +2,7 @@
 //! Knows nothing about HTTP or the terminal.
 
 mod blobs;
+mod checkpoint;
 mod contents;
 mod migrate;
 mod reader;
@@ -15,6 +16,7 @@ use rusqlite::{Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
 
 pub use blobs::{Blob, hash_hex};
+use checkpoint::Checkpointer;
 pub use contents::NewTurn;
 pub use migrate::{MIGRATIONS, schema_version};
 pub use reader::BlobReader;
@@ -133,6 +135,8 @@ pub struct Appended {
 }
 
 pub struct Store {
+    /// Declared before `conn` so it stops first: the store's connection then closes last and removes the log.
+    checkpointer: Option<Checkpointer>,
     conn: Connection,
     /// Where the database lives, so request bodies can read blobs on a connection of their own.
     path: Option<PathBuf>,
@@ -155,6 +159,12 @@ impl Store {
         let mut store =
             Store::setup(conn).with_context(|| format!("opening database {}", path.display()))?;
         store.path = Some(path.to_path_buf());
+        store.conn.pragma_update(
+            None,
+            "wal_autocheckpoint",
+            checkpoint::AUTO_CHECKPOINT_PAGES,
+        )?;
+        store.checkpointer = Some(Checkpointer::start(path)?);
         Ok(store)
     }
 
@@ -187,7 +197,11 @@ impl Store {
         }
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         migrate::migrate(&mut conn)?;
-        Ok(Store { conn, path: None })
+        Ok(Store {
+            checkpointer: None,
+            conn,
+            path: None,
+        })
     }
 
     pub fn blob(&self, hash: &str) -> Result<Vec<u8>> {

@@ -261,6 +261,11 @@ impl Store {
             } else {
                 self.conn.execute_batch("VACUUM")?;
             }
+            // The file shrinks only when a checkpoint copies the whole log back: do it now. If another process is
+            // reading or checkpointing, the space comes back at a later checkpoint instead.
+            let _pause = self.checkpointer.as_ref().and_then(|c| c.pause());
+            self.conn
+                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
         }
         Ok(())
     }
