@@ -13,10 +13,12 @@ use peel::gemini::{Content, Part};
 use peel::settings::Settings;
 use peel::store::{NewTurn, Store, TurnMeta};
 
+use crate::bench_sdk::run_measured;
 use crate::harness::Sandbox;
+use crate::support::fake_gemini::FakeGemini;
 
 /// Bytes that sniff as a JPEG, distinct per seed: a stand-in for a real image of that size.
-fn fake_jpeg(seed: u64, len: usize) -> Vec<u8> {
+pub(crate) fn fake_jpeg(seed: u64, len: usize) -> Vec<u8> {
     let mut bytes = vec![0u8; len];
     let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     for b in bytes.iter_mut() {
@@ -30,7 +32,13 @@ fn fake_jpeg(seed: u64, len: usize) -> Vec<u8> {
 }
 
 /// A session of `turns` turns, each answer a `image_bytes` image with a signature of the same size.
-fn build_thread(store: &mut Store, name: &str, turns: u64, image_bytes: usize, seed: u64) {
+pub(crate) fn build_thread(
+    store: &mut Store,
+    name: &str,
+    turns: u64,
+    image_bytes: usize,
+    seed: u64,
+) {
     let session = store
         .create_session(name, &Settings::default(), None)
         .unwrap();
@@ -122,6 +130,45 @@ fn bench_threads() {
     println!(
         "list 1,003 sessions (`peel sessions`): {:.1} ms (median of 11)",
         ms(list)
+    );
+}
+
+/// A turn with a 200 MB history must not hold more than 100 MB beyond what a turn with no history holds: the
+/// history streams from the store into the request, it is never held in memory.
+///
+///     cargo test --release --test integration -- --ignored --nocapture bench_memory
+#[test]
+#[ignore]
+fn bench_memory() {
+    // Signatures are not checked: the fake server did not issue this synthetic history.
+    let server = FakeGemini::builder().check_signatures(false).start();
+    let sandbox = Sandbox::new(&server);
+    let mut store = Store::open(&sandbox.db()).unwrap();
+    // 67 turns of a 1.5 MB image and a 1.5 MB signature: 201 MB of history, 268 MB of base64 in the request.
+    build_thread(&mut store, "long", 67, 1_500_000, 3);
+    drop(store);
+
+    // The Gemini API's 100 MB limit would refuse this request: raise it, to measure the sending of it.
+    let config = sandbox.path("config.toml");
+    std::fs::write(&config, "max_request_mb = 400\n").unwrap();
+    let peak = |args: &[&str]| {
+        let mut command = sandbox.peel(args);
+        command.arg("--config").arg(&config);
+        command.args(["--json", "one more edit"]);
+        let run = run_measured(command, "");
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        run.max_rss_kb as f64 / 1024.0
+    };
+    let empty = peak(&["-s", "empty"]);
+    let long = peak(&["-r", "long"]);
+    let sent = server.requests().last().unwrap().body_len as f64 / 1e6;
+    println!(
+        "peak RSS of one turn: {empty:.1} MB with no history, {long:.1} MB with 201 MB of history ({sent:.0} MB sent)"
+    );
+    assert!(
+        long - empty <= 100.0,
+        "a 200 MB history held {:.1} MB extra at its peak",
+        long - empty
     );
 }
 

@@ -28,11 +28,10 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use peel::gemini::{Content, Part};
-use peel::settings::Settings;
-use peel::store::{NewTurn, Store, TurnMeta};
+use peel::store::Store;
 use serde_json::Value;
 
+use crate::bench::build_thread;
 use crate::harness::{PEEL, Sandbox};
 use crate::support::fake_gemini::{FakeGemini, RecordedRequest};
 
@@ -676,68 +675,19 @@ fn time_to_prompt(sandbox: &Sandbox, args: &[&str], prompt: &str) -> Duration {
     ready
 }
 
-/// A session of `turns` turns, each answered by an image of `image_bytes` with a signature of the same size.
-fn build_thread(store: &mut Store, name: &str, turns: u64, image_bytes: usize, seed: u64) {
-    let session = store
-        .create_session(name, &Settings::default(), None)
-        .unwrap();
-    let mut head = None;
-    for t in 0..turns {
-        let user = Content::user(vec![Part::text(format!("edit number {t}"))]);
-        let mut image = Part::image(
-            "image/jpeg",
-            STANDARD.encode(jpeg_like(seed * 1_000 + t, image_bytes)),
-        );
-        image.thought_signature =
-            Some(STANDARD.encode(jpeg_like(seed * 1_000 + 500 + t, image_bytes)));
-        let model = Content {
-            role: Some("model".into()),
-            parts: vec![image],
-            extra: Default::default(),
-        };
-        let meta = TurnMeta::default();
-        let turn = NewTurn {
-            user: &user,
-            model: &model,
-            meta: &meta,
-        };
-        head = Some(
-            store
-                .append_turn(session.id, head, head, turn)
-                .unwrap()
-                .model_id,
-        );
-    }
-}
-
-/// Distinct bytes that sniff as a JPEG.
-fn jpeg_like(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut bytes: Vec<u8> = (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect();
-    bytes[..4].copy_from_slice(b"\xff\xd8\xff\xe0");
-    bytes
-}
-
 // ---------------------------------------------------------------------------------------------
 // Measuring a child process
 // ---------------------------------------------------------------------------------------------
 
 /// A finished child process.
-struct Measured {
-    code: i32,
+pub(crate) struct Measured {
+    pub(crate) code: i32,
     started: Instant,
     wall: Duration,
     /// Each stdout line with the moment it arrived.
     lines: Vec<(Instant, String)>,
-    stderr: String,
-    max_rss_kb: u64,
+    pub(crate) stderr: String,
+    pub(crate) max_rss_kb: u64,
     user: Duration,
     sys: Duration,
     minor_faults: u64,
@@ -748,7 +698,7 @@ struct Measured {
 /// (`wait4`'s `ru_maxrss` will not do: Linux counts in it the memory of the process that exec'd the child, i.e.
 /// this test's own, which grows to hundreds of MB here.)
 #[allow(clippy::zombie_processes)] // reaped by `reap`, with wait4, for its rusage
-fn run_measured(mut command: Command, stdin: &str) -> Measured {
+pub(crate) fn run_measured(mut command: Command, stdin: &str) -> Measured {
     command
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
