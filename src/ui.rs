@@ -166,9 +166,10 @@ impl Live<'_> {
             }
             Progress::Sending { url, bytes } => {
                 if self.ui.verbose {
-                    let line = self
-                        .ui
-                        .dim(&format!("POST {url} ({:.1} MB)", bytes as f64 / 1e6));
+                    let line = self.ui.dim(&format!(
+                        "POST {url} ({})",
+                        crate::render::bytes(bytes as u64)
+                    ));
                     match self.spinner {
                         Some(spinner) => spinner.suspend(|| self.ui.say(&line)),
                         None => self.ui.say(&line),
