@@ -98,8 +98,25 @@ impl Sandbox {
             .unwrap()
     }
 
-    /// Every file below the sandbox, read as bytes (for "the key is nowhere" checks).
-    pub fn all_files(&self) -> Vec<(PathBuf, Vec<u8>)> {
+    /// The key appears in none of the runs' output and in no file of the sandbox (database, images, history).
+    pub fn assert_key_nowhere(&self, key: &str, runs: &[&Run]) {
+        for run in runs {
+            assert!(
+                !run.stdout.contains(key) && !run.stderr.contains(key),
+                "{run:?}"
+            );
+        }
+        for (path, bytes) in self.all_files() {
+            assert!(
+                !bytes.windows(key.len()).any(|w| w == key.as_bytes()),
+                "the key is in {}",
+                path.display()
+            );
+        }
+    }
+
+    /// Every file below the sandbox, read as bytes.
+    fn all_files(&self) -> Vec<(PathBuf, Vec<u8>)> {
         fn walk(dir: &Path, out: &mut Vec<(PathBuf, Vec<u8>)>) {
             for entry in std::fs::read_dir(dir).unwrap().flatten() {
                 let path = entry.path();

@@ -63,23 +63,6 @@ fn peel(sandbox: &Sandbox, config: &str, args: &[&str], env: &[(&str, &str)], st
     sandbox.run_command(command, stdin)
 }
 
-/// The key appears in none of the runs' output and in no file of the sandbox (database, images, history).
-fn assert_key_nowhere(key: &str, sandbox: &Sandbox, runs: &[&Run]) {
-    for run in runs {
-        assert!(
-            !run.stdout.contains(key) && !run.stderr.contains(key),
-            "{run:?}"
-        );
-    }
-    for (path, bytes) in sandbox.all_files() {
-        assert!(
-            !bytes.windows(key.len()).any(|w| w == key.as_bytes()),
-            "the key is in {}",
-            path.display()
-        );
-    }
-}
-
 #[test]
 fn a_header_profile_like_modelverse() {
     let server = FakeGemini::start();
@@ -127,7 +110,7 @@ fn a_header_profile_like_modelverse() {
         "{}",
         missing.stderr
     );
-    assert_key_nowhere(&key, &sandbox, &[&run, &missing]);
+    sandbox.assert_key_nowhere(&key, &[&run, &missing]);
 }
 
 #[test]
@@ -208,7 +191,7 @@ fn a_query_profile_like_anyfast_redacts_every_url() {
         "one more\n",
     )
     .expect_code(0);
-    assert_key_nowhere(&key, &sandbox, &[&run, &echoed, &unreachable, &by_env]);
+    sandbox.assert_key_nowhere(&key, &[&run, &echoed, &unreachable, &by_env]);
 }
 
 #[test]
@@ -271,7 +254,7 @@ fn vertex_with_a_token_command_caches_the_token_and_refreshes_it_once_after_a_40
         bad.stderr
     );
     assert_eq!(runs_of(&bad_runs), 2);
-    assert_key_nowhere(&token, &sandbox, &[&run, &bad]);
+    sandbox.assert_key_nowhere(&token, &[&run, &bad]);
 }
 
 #[test]
