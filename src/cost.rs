@@ -25,7 +25,7 @@ pub fn report(session: &str, turns: &[Turn]) -> String {
         }
         total_usd += meta.cost_usd;
         let model = meta.settings.as_ref().map_or("?", |s| s.model.as_str());
-        let mut row = vec![turn.number.to_string(), model.to_string()];
+        let mut row = vec![turn.label(), model.to_string()];
         row.extend(counts.iter().map(|c| c.map_or("-".into(), thousands)));
         row.push(format!("${:.3}", meta.cost_usd));
         rows.push(row);
