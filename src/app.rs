@@ -396,6 +396,7 @@ impl App {
             Command::Delete(name) => self.delete(&name)?,
             Command::Export(dir) => self.export(dir)?,
             Command::Show(turn) => self.show(turn)?,
+            Command::Open(turn) => self.open(turn)?,
             Command::Model(None) => self.list_models(),
             Command::Model(Some(id)) => self.set_model(&id)?,
             Command::Aspect(ratio) => {
@@ -553,7 +554,35 @@ impl App {
         Ok(files)
     }
 
-    fn show(&self, number: Option<i64>) -> Result<()> {
+    /// `/open`: the turn's image in the system's viewer (xdg-open, or open on macOS).
+    fn open(&self, number: Option<i64>) -> Result<()> {
+        let turn = self.pick_turn(number)?;
+        let files = self.turn_files(&turn)?;
+        let (path, _) = files
+            .first()
+            .with_context(|| format!("turn {} has no image to open", turn.label()))?;
+        let opener = if cfg!(target_os = "macos") {
+            "open"
+        } else {
+            "xdg-open"
+        };
+        // xdg-open and open hand the file to the viewer and return at once.
+        let status = std::process::Command::new(opener)
+            .arg(path)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .with_context(|| format!("could not run {opener} to open {}", path.display()))?;
+        if !status.success() {
+            bail!("{opener} could not open {} ({status})", path.display());
+        }
+        self.ui.note(&format!("opened {}", path.display()));
+        Ok(())
+    }
+
+    /// Turn `number`, or the last turn with an image.
+    fn pick_turn(&self, number: Option<i64>) -> Result<Turn> {
         let turns = self.session.turns(&self.store)?;
         let turn = match number {
             Some(n) => turns.iter().find(|t| t.number == n).with_context(|| {
@@ -568,6 +597,11 @@ impl App {
                 .find(|t| t.model.image_count() > 0)
                 .context("this session has no image yet")?,
         };
+        Ok(turn.clone())
+    }
+
+    fn show(&self, number: Option<i64>) -> Result<()> {
+        let turn = &self.pick_turn(number)?;
         let files = self.turn_files(turn)?;
         if files.is_empty() {
             self.ui.say(&format!(

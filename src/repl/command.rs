@@ -66,7 +66,12 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
     (
         "show",
         "/show [TURN]",
-        "show a turn's image again (default: the last)",
+        "show a turn's image again (default: the last), and the images it drew while thinking",
+    ),
+    (
+        "open",
+        "/open [TURN]",
+        "open a turn's image in the system viewer (default: the last)",
     ),
     (
         "model",
@@ -159,6 +164,7 @@ pub enum Command {
     Delete(String),
     Export(Option<PathBuf>),
     Show(Option<i64>),
+    Open(Option<i64>),
     Model(Option<String>),
     Aspect(String),
     Size(String),
@@ -252,13 +258,8 @@ impl FromStr for Command {
                 [dir] => Some(dir.clone()),
                 _ => bail!("/export takes one directory"),
             }),
-            "show" => Command::Show(match arg() {
-                None => None,
-                Some(turn) => match turn.parse::<i64>() {
-                    Ok(n) if n >= 1 => Some(n),
-                    _ => bail!("/show takes a turn number (1, 2, ...), not {turn:?}"),
-                },
-            }),
+            "show" => Command::Show(turn_number(name, arg())?),
+            "open" => Command::Open(turn_number(name, arg())?),
             "model" => Command::Model(arg()),
             "aspect" => Command::Aspect(required("a ratio such as 16:9, or auto")?),
             "size" => Command::Size(required("512, 1K, 2K, 4K or auto")?),
@@ -313,6 +314,16 @@ impl FromStr for TurnRef {
             _ => bail!("{text:?} is not a turn: one take letter at most (3b)"),
         };
         Ok(TurnRef { number, take })
+    }
+}
+
+/// An optional turn number (1, 2, ...) for `/show` and `/open`.
+fn turn_number(command: &str, arg: Option<String>) -> Result<Option<i64>> {
+    match arg.map(|a| a.parse::<i64>().map_err(|_| a)) {
+        None => Ok(None),
+        Some(Ok(n)) if n >= 1 => Ok(Some(n)),
+        Some(Ok(n)) => bail!("/{command} takes a turn number (1, 2, ...), not {n}"),
+        Some(Err(text)) => bail!("/{command} takes a turn number (1, 2, ...), not {text:?}"),
     }
 }
 
@@ -472,6 +483,8 @@ mod tests {
         assert_eq!(cmd("/resume fox"), Command::Load("fox".into()));
         assert_eq!(cmd("/EXIT"), Command::Quit);
         assert_eq!(cmd("/show 3"), Command::Show(Some(3)));
+        assert_eq!(cmd("/open"), Command::Open(None));
+        assert!("/open x".parse::<Line>().is_err());
         assert_eq!(cmd("/save"), Command::Save(None));
         assert_eq!(cmd("/history --all"), Command::Tree);
         assert_eq!(cmd("/context"), Command::Context(None));

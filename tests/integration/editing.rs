@@ -451,3 +451,31 @@ fn interim_thought_images_are_kept_and_shown() {
         run.stderr
     );
 }
+
+#[test]
+fn open_hands_the_image_to_the_system_viewer() {
+    use std::os::unix::fs::PermissionsExt;
+    let sandbox = Sandbox::bare();
+    let bin = sandbox.path("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let opener = bin.join("xdg-open");
+    let log = sandbox.path("opened.txt");
+    std::fs::write(
+        &opener,
+        format!("#!/bin/sh\necho \"$1\" > {}\n", log.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&opener, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut command = sandbox.peel(&["--offline", "-s", "o"]);
+    command.env("PATH", path);
+    let run = sandbox
+        .run_command(command, "a fox\n/open\n")
+        .expect_code(0);
+    let opened = std::fs::read_to_string(&log).unwrap();
+    assert!(opened.trim().ends_with("out/o/1.jpg"), "{opened} {run:?}");
+}
