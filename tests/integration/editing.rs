@@ -149,6 +149,7 @@ fn a_process_killed_mid_request_leaves_every_earlier_turn() {
     server.push_reply(Reply::Hang);
     let mut child = sandbox.spawn(&["-s", "k"], "one\ntwo\nthree\n");
     server.wait_for_requests(3, Duration::from_secs(30));
+    server.wait_for_replies_taken(Duration::from_secs(30));
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
 

@@ -38,7 +38,7 @@ fn prompt_cancel_and_quit_in_a_terminal() {
     server.push_reply(Reply::Hang);
     p.send_line("make it night").unwrap();
     server.wait_for_requests(2, Duration::from_secs(20));
-    std::thread::sleep(Duration::from_millis(200));
+    server.wait_for_replies_taken(Duration::from_secs(20));
     p.send_control('c').unwrap();
     p.exp_string("cancelled; nothing was recorded").unwrap();
     p.exp_string("fox> ").unwrap();

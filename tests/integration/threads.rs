@@ -208,6 +208,7 @@ fn two_processes_on_one_session_never_overwrite_each_other() {
     server.push_reply(Reply::delayed(Duration::from_millis(1500), Reply::Image));
     let slow = sandbox.spawn(&["-s", "fox", "make it night"], "");
     server.wait_for_requests(2, Duration::from_secs(20));
+    server.wait_for_replies_taken(Duration::from_secs(20));
     let quick = sandbox
         .run(&["-s", "fox", "make it dawn"], "")
         .expect_code(0);

@@ -382,6 +382,21 @@ impl FakeGemini {
         lock(&self.shared.replies).len()
     }
 
+    /// Waits until every scripted reply has been taken by a request. A request is recorded before its reply is
+    /// taken, so a test that kills or cancels a client mid-request waits for this first: a client gone before its
+    /// reply was taken would leave the reply (a `Hang`, say) for the next client.
+    pub fn wait_for_replies_taken(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while self.pending_replies() > 0 {
+            assert!(
+                Instant::now() < deadline,
+                "fake Gemini: {} replies still queued after {timeout:?}",
+                self.pending_replies()
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
     pub fn requests(&self) -> Vec<RecordedRequest> {
         lock(&self.shared.log).clone()
     }
