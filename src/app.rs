@@ -531,27 +531,43 @@ impl App {
 
     /// A turn's answer images on disk (written again from the database if they were moved or deleted).
     pub(crate) fn turn_files(&self, turn: &Turn) -> Result<Vec<(PathBuf, images::AnswerImage)>> {
-        let parts = self.store.parts(&turn.model)?;
-        let content = Content {
+        self.answer_files(turn, &self.stored_answer(turn)?)
+    }
+
+    /// A turn's answer as stored, blobs put back.
+    fn stored_answer(&self, turn: &Turn) -> Result<Content> {
+        Ok(Content {
             role: Some("model".into()),
-            parts,
+            parts: self.store.parts(&turn.model)?,
             extra: Default::default(),
-        };
-        let mut files = Vec::new();
-        for (index, image) in images::answer_images(&content).into_iter().enumerate() {
-            let path = images::output_path(
-                &self.out_dir,
-                self.session.name(),
-                &turn.label(),
-                index,
-                image.ext,
-            );
-            if !path.exists() {
-                images::write_atomically(&path, &image.bytes)?;
-            }
-            files.push((path, image));
+        })
+    }
+
+    /// The answer images of `content` (turn `turn`'s answer) on disk.
+    fn answer_files(
+        &self,
+        turn: &Turn,
+        content: &Content,
+    ) -> Result<Vec<(PathBuf, images::AnswerImage)>> {
+        let label = turn.label();
+        let images = images::answer_images(content).into_iter().enumerate();
+        images
+            .map(|(index, image)| Ok((self.ensure_file(&label, index, &image)?, image)))
+            .collect()
+    }
+
+    /// `OUT/<session>/<name>[-k].<ext>`, written from the image if the file is missing.
+    fn ensure_file(
+        &self,
+        name: &str,
+        index: usize,
+        image: &images::AnswerImage,
+    ) -> Result<PathBuf> {
+        let path = images::output_path(&self.out_dir, self.session.name(), name, index, image.ext);
+        if !path.exists() {
+            images::write_atomically(&path, &image.bytes)?;
         }
-        Ok(files)
+        Ok(path)
     }
 
     /// `/open`: the turn's image in the system's viewer (xdg-open, or open on macOS).
@@ -602,7 +618,8 @@ impl App {
 
     fn show(&self, number: Option<i64>) -> Result<()> {
         let turn = &self.pick_turn(number)?;
-        let files = self.turn_files(turn)?;
+        let content = self.stored_answer(turn)?;
+        let files = self.answer_files(turn, &content)?;
         if files.is_empty() {
             self.ui.say(&format!(
                 "turn {} has no image: {}",
@@ -615,17 +632,9 @@ impl App {
             self.announce_path(path, &image.meta);
         }
         // The interim images the model drew while thinking, kept in the history as they came.
-        let content = Content {
-            role: Some("model".into()),
-            parts: self.store.parts(&turn.model)?,
-            extra: Default::default(),
-        };
         for (k, image) in images::thought_images(&content).iter().enumerate() {
-            let name = format!("{}-thought-{}", turn.label(), k + 1);
-            let path = images::output_path(&self.out_dir, self.session.name(), &name, 0, image.ext);
-            if !path.exists() {
-                images::write_atomically(&path, &image.bytes)?;
-            }
+            let path =
+                self.ensure_file(&format!("{}-thought-{}", turn.label(), k + 1), 0, image)?;
             self.ui.note(&format!(
                 "thought image {} of turn {}:",
                 k + 1,

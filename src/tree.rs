@@ -35,8 +35,13 @@ impl TurnNode {
 pub fn label(number: i64, take: usize) -> String {
     match take {
         0 => number.to_string(),
-        n => format!("{number}{}", (b'a' + (n.min(25)) as u8) as char),
+        n => format!("{number}{}", take_letter(n)),
     }
+}
+
+/// `a` for a turn's first take, `b` for its second, ...
+fn take_letter(take: usize) -> char {
+    (b'a' + take.min(25) as u8) as char
 }
 
 /// The turns among `rows` (a family as [`crate::store::Store::family`] returns it, possibly several roots).
@@ -154,7 +159,7 @@ pub fn path_notes(
                     && n.owner == node.owner
                     && n.model_id != node.model_id
             })
-            .map(|n| format!("@{}{}", n.number, (b'a' + n.take.min(25) as u8) as char))
+            .map(|n| format!("@{}{}", n.number, take_letter(n.take)))
             .collect();
         if !others.is_empty() {
             notes

@@ -164,20 +164,6 @@ impl Store {
             .collect()
     }
 
-    /// The whole `contents` of a request, from the root to `head`.
-    pub fn contents(&self, head: Option<i64>) -> Result<Vec<Content>> {
-        self.chain(head)?
-            .iter()
-            .map(|row| {
-                Ok(Content {
-                    role: Some(row.role.clone()),
-                    parts: self.parts(row)?,
-                    extra: Default::default(),
-                })
-            })
-            .collect()
-    }
-
     /// Records a finished turn in one transaction: blobs, the prompt and the answer (under `parent`: the head, or
     /// an earlier content for a retry), and the session's head. The head moves only if it is still
     /// `expected_head` (what this process last saw); if another process moved it meanwhile, the turn goes to a new

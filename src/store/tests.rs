@@ -51,10 +51,13 @@ fn turns_chain_and_round_trip() {
     let a = append(&mut store, s.id, None, None, 1);
     let b = append(&mut store, s.id, Some(a.model_id), Some(a.model_id), 2);
     assert_eq!((a.turn, b.turn), (1, 2));
-    let contents = store.contents(Some(b.model_id)).unwrap();
-    assert_eq!(contents.len(), 4);
-    assert_eq!(contents[3], model_answer(2));
-    assert_eq!(contents[2].parts[0].text.as_deref(), Some("prompt 2"));
+    let chain = store.chain(Some(b.model_id)).unwrap();
+    assert_eq!(chain.len(), 4);
+    assert_eq!(store.parts(&chain[3]).unwrap(), model_answer(2).parts);
+    assert_eq!(
+        store.parts(&chain[2]).unwrap()[0].text.as_deref(),
+        Some("prompt 2")
+    );
     let summary = &store.list_sessions().unwrap()[0];
     assert_eq!(
         (summary.turns, summary.last_prompt.as_deref()),
