@@ -4,8 +4,8 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+use crate::face::preview::PreviewMode;
 use crate::gemini::Auth;
-use crate::preview::PreviewMode;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -100,9 +100,13 @@ pub struct Cli {
     #[arg(long)]
     pub search: bool,
 
-    /// Inline image previews (only ever on a terminal)
-    #[arg(long, value_enum, env = "PEEL_PREVIEW", default_value_t)]
-    pub preview: PreviewMode,
+    /// Inline image previews, only ever on a terminal [default: the config's preview, else auto]
+    #[arg(long, value_enum, env = "PEEL_PREVIEW")]
+    pub preview: Option<PreviewMode>,
+
+    /// Script mode: run on after a failed line (and exit 1 at the end) instead of stopping there
+    #[arg(long)]
+    pub keep_going: bool,
 
     /// One JSON object per turn on stdout
     #[arg(long)]
@@ -124,17 +128,21 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// List sessions (name, turns, updated, last prompt)
-    Sessions,
+    Sessions {
+        /// One JSON object a session
+        #[arg(long)]
+        json: bool,
+    },
     /// Write a session's images, transcript.md and thread.json into DIR
     Export {
         /// The session
         name: String,
-        /// The folder to write (created if needed)
-        dir: PathBuf,
+        /// The folder to write (created if needed) [default: ./NAME-export]
+        dir: Option<PathBuf>,
     },
-    /// Bring a thread.json (from `peel export`) into the database as a new session
+    /// Bring an exported thread (its folder, or its thread.json) into the database as a new session
     Import {
-        /// The thread.json file
+        /// The export folder, or its thread.json
         file: PathBuf,
         /// The new session's name (default: the exported name; a taken name gets a suffix)
         #[arg(long)]
@@ -172,10 +180,18 @@ mod tests {
         assert_eq!(cli.prompt, ["a red fox"]);
         assert!(matches!(
             Cli::try_parse_from(["peel", "sessions"]).unwrap().command,
-            Some(Command::Sessions)
+            Some(Command::Sessions { json: false })
         ));
-        let cli = Cli::try_parse_from(["peel", "--db", "x.db", "sessions"]).unwrap();
-        assert!(matches!(cli.command, Some(Command::Sessions)));
+        let cli = Cli::try_parse_from(["peel", "--db", "x.db", "sessions", "--json"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Some(Command::Sessions { json: true })
+        ));
+        let cli = Cli::try_parse_from(["peel", "export", "fox"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Some(Command::Export { dir: None, .. })
+        ));
         assert!(cli.prompt.is_empty());
     }
 }

@@ -9,6 +9,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use crate::cli::Cli;
+use crate::face::preview::PreviewMode;
 use crate::gemini::auth::{self, Credential, DEFAULT_TOKEN_CMD, TokenCommand};
 use crate::gemini::client::{self, Api, DEFAULT_BASE_URL};
 use crate::gemini::retry::RetryPolicy;
@@ -64,6 +65,8 @@ pub struct ProfileConfig {
     pub output_mime_type: Option<String>,
     /// Vertex AI only: JPEG quality 0-100.
     pub jpeg_quality: Option<u8>,
+    /// Inline previews: auto, kitty, iterm, sixel, blocks or off.
+    pub preview: Option<PreviewMode>,
 }
 
 impl ProfileConfig {
@@ -92,6 +95,7 @@ impl ProfileConfig {
             person_generation: self.person_generation.or(base.person_generation),
             output_mime_type: self.output_mime_type.or(base.output_mime_type),
             jpeg_quality: self.jpeg_quality.or(base.jpeg_quality),
+            preview: self.preview.or(base.preview),
         }
     }
 }
@@ -194,6 +198,11 @@ impl Config {
             (None, Some(out)) => PathBuf::from(expand_home(out)),
             (None, None) => PathBuf::from("peel-out"),
         }
+    }
+
+    /// How previews are drawn: --preview / PEEL_PREVIEW, else the file's `preview`, else auto.
+    pub fn preview(&self, cli: &Cli) -> PreviewMode {
+        cli.preview.or(self.values.preview).unwrap_or_default()
     }
 
     /// Whether turns stream: --stream / --no-stream, else the file's `stream`, else only in the interactive REPL.
@@ -332,9 +341,13 @@ pub fn backend(cli: &Cli, config: &Config) -> Result<Backend> {
         Api::Vertex { .. } => Credential::Token(TokenCommand::new(
             values.token_cmd.as_deref().unwrap_or(DEFAULT_TOKEN_CMD),
         )),
-        _ => Credential::Key {
-            key: api_key(values, config.profile.as_deref())?,
-            auth: cli.auth.or(values.auth).unwrap_or_default(),
+        _ => match api_key(values, config.profile.as_deref()) {
+            Ok(key) => Credential::Key {
+                key,
+                auth: cli.auth.or(values.auth).unwrap_or_default(),
+            },
+            // Browsing, showing and exporting stored threads need no key: say so when a request would be sent.
+            Err(e) => return Ok(Backend::NoKey(e.to_string())),
         },
     };
     let retries = values.retries.unwrap_or(4);

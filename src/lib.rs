@@ -1,28 +1,21 @@
 //! peel: a terminal studio for editing images in conversation with Google's Gemini image models.
 //!
-//! A turn flows one way: the REPL (or a script line) gives a prompt to the [`app`], which builds the request from
-//! the [`session`]'s stored history, sends it through the [`gemini`] backend, records the answer with the [`store`]
-//! in one transaction, and shows it ([`render`], [`preview`]).
+//! A turn flows one way: a [`face`] (the REPL, script mode, one-shot, `--json`) hands a prompt to the [`engine`],
+//! which builds the request from the [`store`]d history, sends it through the [`gemini`] backend (or the
+//! [`offline`] stand-in), records the answer in one transaction, writes its images, and reports back as events and
+//! a typed result that the face shows. The engine knows no terminal; the face never touches SQLite or JSON wire
+//! types.
 
-pub mod app;
-pub mod branching;
 pub mod cli;
 pub mod config;
-pub mod context;
-pub mod cost;
-pub mod export;
+pub mod engine;
+pub mod face;
 pub mod gemini;
-pub mod images;
 pub mod offline;
-pub mod preview;
-pub mod render;
-pub mod repl;
 pub mod secret;
-pub mod session;
 pub mod settings;
 pub mod store;
-pub mod tree;
-pub mod ui;
+pub mod text;
 
 /// What the unit tests share.
 #[cfg(test)]
@@ -39,12 +32,15 @@ use std::io::IsTerminal;
 use anyhow::{Result, bail};
 use clap::CommandFactory;
 
-use crate::app::App;
 use crate::cli::{Cli, Command};
 use crate::config::usage_error;
-use crate::session::Session;
+use crate::engine::Engine;
+use crate::face::interrupt::Interrupts;
+use crate::face::out::{Mode, Out};
+use crate::face::preview::Previews;
+use crate::face::{Face, render};
+use crate::gemini::Backend;
 use crate::store::Store;
-use crate::ui::Ui;
 
 /// How a run ended, for the exit code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,155 +51,164 @@ pub enum Outcome {
 }
 
 pub fn run(cli: Cli) -> Result<Outcome> {
-    match &cli.command {
-        Some(Command::Completions { shell }) => {
-            clap_complete::generate(*shell, &mut Cli::command(), "peel", &mut std::io::stdout());
-            return Ok(Outcome::Done);
-        }
-        Some(Command::Sessions) => {
-            let store = Store::open(&config::database_path(&cli)?)?;
-            let ui = Ui::new(true, false, cli.quiet, cli.preview);
-            let app = App::new(
-                store,
-                Session::new(None, Default::default()),
-                ui,
-                gemini::Backend::Offline,
-                cli.out.clone().unwrap_or_else(|| "peel-out".into()),
-            )?;
-            app.list_sessions()?;
-            return Ok(Outcome::Done);
-        }
-        Some(Command::Export { name, dir }) => {
-            let store = Store::open(&config::database_path(&cli)?)?;
-            let Some(row) = store.session(name)? else {
-                bail!(usage_error(format!(
-                    "no session named {name:?}; `peel sessions` lists them"
-                )));
-            };
-            for path in export::export_session(&store, &row, dir)? {
-                println!("{}", path.display());
-            }
-            return Ok(Outcome::Done);
-        }
-        Some(Command::Import { file, name }) => {
-            let mut store = Store::open(&config::database_path(&cli)?)?;
-            let row = export::import_thread(&mut store, file, name.as_deref())?;
-            let turns = store.chain(row.head_id)?.len() / 2;
-            eprintln!(
-                "imported {} as session {}",
-                crate::render::count(turns, "turn"),
-                row.name
-            );
-            println!("{}", row.name);
-            return Ok(Outcome::Done);
-        }
-        None => {}
+    if let Some(command) = &cli.command {
+        return subcommand(&cli, command);
     }
-
-    let one_shot = !cli.prompt.is_empty();
-    let interactive = !one_shot && std::io::stdin().is_terminal();
-    let ui = Ui::new(interactive, cli.json, cli.quiet, cli.preview);
+    let mode = if !cli.prompt.is_empty() {
+        Mode::OneShot
+    } else if std::io::stdin().is_terminal() {
+        Mode::Repl
+    } else {
+        Mode::Script
+    };
+    let out = Out::new(mode, cli.json, cli.quiet, cli.verbose);
     let cfg = config::Config::load(&cli)?;
+    let one_shot = cli.prompt.join(" ");
+    if mode == Mode::OneShot && one_shot.trim().is_empty() {
+        bail!(usage_error(
+            "an empty prompt: say what to draw, e.g. peel \"a red fox at dawn\""
+        ));
+    }
     let backend = config::backend(&cli, &cfg)?;
+    // A key is needed only to send: a one-shot prompt without one is a usage error before anything happens.
+    if mode == Mode::OneShot
+        && !one_shot.trim_start().starts_with('/')
+        && let Backend::NoKey(why) = &backend
+    {
+        bail!(usage_error(why.clone()));
+    }
     let db_path = config::database_path(&cli)?;
     let store = Store::open(&db_path)?;
-
     let mut notices = Vec::new();
-    let session = open_session(&cli, &cfg, &store, &mut notices)?;
-    let mut app = App::new(store, session, ui, backend, cfg.out_dir(&cli))?;
-    app.stream = cfg.stream(&cli, interactive);
-    app.ui.verbose = cli.verbose;
+    let settings = config::new_session_settings(&cli, &cfg, &mut notices)?;
+    let mut engine = Engine::new(store, backend, settings, &cfg.out_dir(&cli))?;
+    let resumed = open_session(&cli, &mut engine, &mut notices)?;
+    engine.set_stream(cfg.stream(&cli, mode == Mode::Repl));
+    let previews = Previews::new(cfg.preview(&cli));
+    let mut face = Face::new(engine, out, previews, Interrupts::start());
     for notice in &notices {
-        app.ui.note(notice);
+        face.out.note(notice);
     }
     if !cli.images.is_empty() {
-        app.attach(&cli.images)?;
-    }
-    if let Some(row) = &app.session.row {
-        app.store.touch(row.id)?;
+        face.engine.attach(&cli.images)?;
     }
 
-    if one_shot {
-        let prompt = cli.prompt.join(" ");
-        return match app.prompt(&prompt) {
-            Ok(()) => Ok(Outcome::Done),
-            Err(e) => Err(e),
-        };
-    }
-    if interactive {
-        let history_file = db_path.with_file_name("repl-history.txt");
-        let mode = if cli.offline {
-            " · offline: a local stand-in draws the images"
-        } else {
-            ""
-        };
-        app.ui.note(&format!(
-            "peel {}{mode} · /help lists the commands, Ctrl-D leaves",
-            env!("CARGO_PKG_VERSION")
-        ));
-        if app.session.row.is_some() {
-            app.describe_session()?;
+    let all_ok = match mode {
+        Mode::OneShot => match face.line(&one_shot) {
+            Ok(_) => true,
+            Err(e) => return Err(e),
+        },
+        Mode::Repl => {
+            let offline = if cli.offline {
+                " · offline: a local stand-in draws the images"
+            } else {
+                ""
+            };
+            face.out.note(&format!(
+                "peel {}{offline} · /help lists the commands, Ctrl-D leaves",
+                env!("CARGO_PKG_VERSION")
+            ));
+            if resumed {
+                face.describe()?;
+            }
+            face::repl::run(&mut face, &db_path.with_file_name("repl-history.txt"))?;
+            true
         }
-        repl::interactive(&mut app, &history_file)?;
-        return Ok(Outcome::Done);
-    }
-    let all_ok = repl::script(&mut app, std::io::stdin().lock())?;
-    Ok(if all_ok {
+        Mode::Script => face::script::run(&mut face, std::io::stdin().lock(), cli.keep_going)?,
+    };
+    Ok(if all_ok && !face.out.broken() {
         Outcome::Done
     } else {
         Outcome::Failed
     })
 }
 
-/// The session this run works on: -s NAME (opened or created), -r [NAME] (resumed), or a new one.
-fn open_session(
-    cli: &Cli,
-    cfg: &config::Config,
-    store: &Store,
-    notices: &mut Vec<String>,
-) -> Result<Session> {
+/// `peel sessions`, `peel export`, `peel import`, `peel completions`.
+fn subcommand(cli: &Cli, command: &Command) -> Result<Outcome> {
+    let out = Out::new(Mode::OneShot, cli.json, cli.quiet, cli.verbose);
+    if let Command::Completions { shell } = command {
+        clap_complete::generate(*shell, &mut Cli::command(), "peel", &mut std::io::stdout());
+        return Ok(Outcome::Done);
+    }
+    let cfg = config::Config::load(cli)?;
+    let store = Store::open(&config::database_path(cli)?)?;
+    let backend = Backend::NoKey("this command sends nothing".into());
+    let mut engine = Engine::new(store, backend, Default::default(), &cfg.out_dir(cli))?;
+    match command {
+        Command::Sessions { json } => {
+            let sessions = engine.sessions()?;
+            if *json || cli.json {
+                for summary in &sessions {
+                    out.result(&face::json::session(summary).to_string());
+                }
+            } else {
+                out.result(&render::sessions(&sessions, None));
+            }
+        }
+        Command::Export { name, dir } => {
+            let exported = engine.export(Some(name), dir.clone())?;
+            for path in &exported.files {
+                out.result(&crate::text::sanitize(&path.display().to_string()));
+            }
+            out.note(&format!(
+                "exported {} to {}",
+                crate::text::count(exported.files.len(), "file"),
+                render::path(&exported.dir)
+            ));
+        }
+        Command::Import { file, name } => {
+            let (name, turns) = engine.import(file, name.as_deref())?;
+            out.note(&format!(
+                "imported {} as session {name}; peel -r {name} resumes it",
+                crate::text::count(turns, "turn")
+            ));
+            out.result(&name);
+        }
+        Command::Completions { .. } => unreachable!("handled above"),
+    }
+    Ok(if out.broken() {
+        Outcome::Failed
+    } else {
+        Outcome::Done
+    })
+}
+
+/// Opens the session this run works on: -s NAME (opened or created), -r [NAME] (resumed), or a new one. Returns
+/// whether a stored session was resumed (the REPL then shows where it stands).
+fn open_session(cli: &Cli, engine: &mut Engine, notices: &mut Vec<String>) -> Result<bool> {
+    let out = cli.out.as_deref();
     if let Some(name) = &cli.session {
-        session::validate_name(name).map_err(|e| usage_error(e.to_string()))?;
-        return match store.session(name)? {
+        engine::session::validate_name(name).map_err(|e| usage_error(e.to_string()))?;
+        return match engine.find_session(name)? {
             Some(row) => {
                 let settings = config::settings_from_flags(cli, row.settings.clone(), notices)?;
-                let mut session = Session::open(row);
-                if settings != session.settings {
-                    session.settings = settings;
-                    session.save_settings(store)?;
-                }
-                Ok(session)
+                engine.enter(row, settings, out)?;
+                Ok(true)
             }
             None => {
-                let settings = config::new_session_settings(cli, cfg, notices)?;
-                Ok(Session::open(store.create_session(name, &settings, None)?))
+                let settings = engine.settings().clone();
+                engine.create(name, settings)?;
+                Ok(false)
             }
         };
     }
-    if let Some(name) = &cli.resume {
-        let row = if name.is_empty() {
-            match store.most_recent_session()? {
-                Some(row) => row,
-                None => bail!(usage_error("there is no session to resume yet")),
-            }
-        } else {
-            match store.session(name)? {
-                Some(row) => row,
-                None => bail!(usage_error(format!(
-                    "no session named {name:?}; `peel sessions` lists them"
-                ))),
-            }
-        };
-        let settings = config::settings_from_flags(cli, row.settings.clone(), notices)?;
-        let mut session = Session::open(row);
-        if settings != session.settings {
-            session.settings = settings;
-            session.save_settings(store)?;
+    let Some(name) = &cli.resume else {
+        return Ok(false);
+    };
+    let row = if name.is_empty() {
+        match engine.most_recent_session()? {
+            Some(row) => row,
+            None => bail!(usage_error("there is no session to resume yet")),
         }
-        return Ok(session);
-    }
-    Ok(Session::new(
-        None,
-        config::new_session_settings(cli, cfg, notices)?,
-    ))
+    } else {
+        match engine.find_session(name)? {
+            Some(row) => row,
+            None => bail!(usage_error(format!(
+                "no session named {name:?}; `peel sessions` lists them"
+            ))),
+        }
+    };
+    let settings = config::settings_from_flags(cli, row.settings.clone(), notices)?;
+    engine.enter(row, settings, out)?;
+    Ok(true)
 }

@@ -1,4 +1,5 @@
-//! The peel binary: parse the arguments, run, and turn the result into an exit code (0 done, 1 failed, 2 usage).
+//! The peel binary: parse the arguments, run, and turn the result into an exit code (0 done, 1 failed, 2 usage,
+//! 130 cancelled).
 
 use std::process::ExitCode;
 
@@ -11,13 +12,12 @@ fn main() -> ExitCode {
         Ok(peel::Outcome::Done) => ExitCode::SUCCESS,
         Ok(peel::Outcome::Failed) => ExitCode::from(1),
         Err(error) => {
-            let ui = peel::ui::Ui::new(false, false, quiet, Default::default());
-            if error.is::<peel::app::Cancelled>() {
-                ui.error(&error);
-                return ExitCode::from(130);
-            }
-            ui.error(&error);
-            if error.is::<peel::config::UsageError>() {
+            let out =
+                peel::face::out::Out::new(peel::face::out::Mode::OneShot, false, quiet, false);
+            out.error(&error);
+            if error.is::<peel::engine::Cancelled>() {
+                ExitCode::from(130)
+            } else if error.is::<peel::config::UsageError>() {
                 ExitCode::from(2)
             } else {
                 ExitCode::from(1)

@@ -3,9 +3,11 @@
 use anyhow::{Result, bail};
 use serde::{Deserialize, Serialize};
 
+use crate::gemini::Content;
+use crate::text;
+
 use serde_json::{Value, json};
 
-use crate::context::ContextPolicy;
 use crate::gemini::models::{self, DEFAULT_MODEL, Thinking};
 use crate::gemini::types::{GenerationConfig, ImageConfig, ThinkingConfig};
 
@@ -30,6 +32,44 @@ pub struct Settings {
     /// How much of the thread each request carries.
     #[serde(default, skip_serializing_if = "ContextPolicy::is_full")]
     pub context: ContextPolicy,
+}
+
+/// How much of the stored thread a request carries. The stored thread is never changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(tag = "policy", rename_all = "lowercase")]
+pub enum ContextPolicy {
+    /// Every earlier turn (the default: the model sees its whole work).
+    #[default]
+    Full,
+    /// Only the last `turns` turns before the new prompt.
+    Last { turns: usize },
+}
+
+impl ContextPolicy {
+    pub fn is_full(&self) -> bool {
+        *self == ContextPolicy::Full
+    }
+
+    /// The contents a request carries: `contents` is the stored history followed by the new user turn. `Last`
+    /// keeps whole turns only, so the request still starts with a user turn and no model turn is split from the
+    /// prompt it answers (its signatures stay valid).
+    pub fn apply(&self, mut contents: Vec<Content>) -> Vec<Content> {
+        let ContextPolicy::Last { turns } = *self else {
+            return contents;
+        };
+        let keep = 2 * turns + 1;
+        if contents.len() > keep {
+            contents.drain(..contents.len() - keep);
+        }
+        contents
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            ContextPolicy::Full => "full (every earlier turn)".to_string(),
+            ContextPolicy::Last { turns } => format!("last {}", text::count(*turns, "turn")),
+        }
+    }
 }
 
 fn is_false(value: &bool) -> bool {

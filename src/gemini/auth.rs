@@ -151,7 +151,7 @@ pub fn run_secret_command(command: &str, setting: &str) -> Result<Secret, String
     if !output.status.success() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         let first = stderr.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
-        let first = crate::render::sanitize(first.trim());
+        let first = crate::text::sanitize(first.trim());
         let mut message = format!("{setting} `{shown}` failed ({})", output.status);
         if !first.is_empty() {
             message.push_str(": ");

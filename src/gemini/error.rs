@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::render::sanitize;
+use crate::text::sanitize;
 
 /// Why a request did not produce a response we can use.
 #[derive(Debug, thiserror::Error)]

@@ -39,36 +39,14 @@ pub enum Progress<'a> {
     },
 }
 
-impl Progress<'_> {
-    /// `retrying in 4 s (2/5): 503 The model is overloaded`.
-    pub fn retry_message(&self) -> Option<String> {
-        match self {
-            Progress::Retrying {
-                wait,
-                attempt,
-                attempts,
-                reason,
-            } => {
-                let wait = if *wait >= Duration::from_secs(1) {
-                    format!("{} s", wait.as_secs_f64().round())
-                } else {
-                    format!("{} ms", wait.as_millis())
-                };
-                Some(format!(
-                    "retrying in {wait} ({attempt}/{attempts}): {reason}"
-                ))
-            }
-            _ => None,
-        }
-    }
-}
-
 /// Who answers a turn: the real API (or a gateway), or the local stand-in of `--offline`.
 #[derive(Debug)]
 pub enum Backend {
     // Boxed: a client is large, and the offline variant is empty.
     Remote(Box<Client>),
     Offline,
+    /// No credential could be had (why, in words): everything but sending works.
+    NoKey(String),
 }
 
 /// The Gemini API's inline request limit (since 2026-01), used when nothing else is configured.
@@ -79,7 +57,7 @@ impl Backend {
     pub fn max_request_bytes(&self) -> usize {
         match self {
             Backend::Remote(client) => client.max_request_bytes(),
-            Backend::Offline => DEFAULT_MAX_REQUEST_BYTES,
+            Backend::Offline | Backend::NoKey(_) => DEFAULT_MAX_REQUEST_BYTES,
         }
     }
 
@@ -104,26 +82,7 @@ impl Backend {
                     body::inflate(request, blobs.as_ref()).map_err(GeminiError::Malformed)?;
                 crate::offline::respond(model, &request).await
             }
+            Backend::NoKey(why) => Err(GeminiError::Credential(why.clone())),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn retry_message_reads_well() {
-        let p = Progress::Retrying {
-            wait: Duration::from_millis(3_600),
-            attempt: 2,
-            attempts: 5,
-            reason: "503 The model is overloaded".into(),
-        };
-        assert_eq!(
-            p.retry_message().unwrap(),
-            "retrying in 4 s (2/5): 503 The model is overloaded"
-        );
-        assert!(Progress::Text("x").retry_message().is_none());
     }
 }

@@ -5,6 +5,9 @@ use anyhow::{Result, bail};
 
 pub const DEFAULT_MODEL: &str = "gemini-3-pro-image";
 
+/// The most reference images any of the image models takes in one request; used for ids peel does not know.
+pub const MAX_REFERENCE_IMAGES: usize = 14;
+
 const RATIOS: &[&str] = &[
     "1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9",
 ];

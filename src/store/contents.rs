@@ -1,10 +1,11 @@
 //! Contents: the conversation tree. A turn appends two rows (the prompt and the answer) in one transaction.
 
 use anyhow::{Context, Result};
-use rusqlite::{Connection, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
+use super::sessions::NewSession;
 use super::sessions::{branch_name_in, insert_session};
-use super::{Appended, ContentRow, SessionRow, Store, TurnMeta, blobs, now_ms};
+use super::{Appended, ContentRow, SessionRow, Store, Take, TurnMeta, blobs, now_ms};
 use crate::gemini::types::{Content, Part};
 use crate::settings::Settings;
 
@@ -128,17 +129,47 @@ impl Store {
         Ok(rows)
     }
 
-    /// Which take of its turn a prompt is among those its session made: 0 for the first, 1 for the second (`3b`,
-    /// after a /retry or an /undo and a new prompt), ... in the order made. Each session numbers its own takes.
-    pub fn take_index(&self, user_id: i64) -> Result<usize> {
-        let n: i64 = self.conn.query_row(
-            "SELECT count(*) FROM contents c, contents me
-             WHERE me.id = ?1 AND c.role = 'user' AND c.id < me.id AND c.parent_id IS me.parent_id
-               AND c.session_id IS me.session_id",
-            [user_id],
-            |r| r.get(0),
+    /// Which take of its turn a prompt is, and how many takes that turn has. Takes are the prompts that continue
+    /// from the same answer, whichever session made them; first turns are takes of each other only when one
+    /// session made them (a retried first turn). Numbered in the order made.
+    pub fn take(&self, user_id: i64) -> Result<Take> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT count(CASE WHEN c.id < me.id THEN 1 END), count(*)
+             FROM contents me JOIN contents c
+               ON c.role = 'user' AND c.parent_id IS me.parent_id
+              AND (me.parent_id IS NOT NULL OR c.session_id IS me.session_id)
+             WHERE me.id = ?1",
         )?;
-        Ok(n as usize)
+        let (index, of): (i64, i64) = stmt.query_row([user_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(Take {
+            index: index as usize,
+            of: of as usize,
+        })
+    }
+
+    /// The first take of the turn `user_id` is a take of: its answer, and the session that made it (if it is
+    /// still there). `None` when that answer is gone.
+    pub fn first_take(&self, user_id: i64) -> Result<Option<(ContentRow, Option<SessionRow>)>> {
+        let sql = format!(
+            "SELECT {CONTENT_COLUMNS} FROM contents me
+             JOIN contents u ON u.role = 'user' AND u.parent_id IS me.parent_id
+              AND (me.parent_id IS NOT NULL OR u.session_id IS me.session_id)
+             JOIN contents c ON c.parent_id = u.id
+             WHERE me.id = ?1
+             ORDER BY u.id, c.id LIMIT 1"
+        );
+        let Some(model) = self
+            .conn
+            .query_row(&sql, [user_id], content_from_row)
+            .optional()?
+        else {
+            return Ok(None);
+        };
+        let maker = match model.session_id {
+            Some(id) => Some(self.session_by_id(id)?),
+            None => None,
+        };
+        Ok(Some((model, maker)))
     }
 
     /// A content's parts exactly as they were received or sent.
@@ -178,16 +209,23 @@ impl Store {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let (name, head, settings): (String, Option<i64>, String) = tx.query_row(
-            "SELECT name, head_id, settings FROM sessions WHERE id = ?1",
-            [session_id],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )?;
+        let (name, head, settings, out_dir): (String, Option<i64>, String, Option<String>) = tx
+            .query_row(
+                "SELECT name, head_id, settings, out_dir FROM sessions WHERE id = ?1",
+                [session_id],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )?;
         let branched = head != expected_head;
         let owner = if branched {
             let branch = branch_name_in(&tx, &name)?;
             let settings: Settings = serde_json::from_str(&settings).unwrap_or_default();
-            insert_session(&tx, &branch, &settings, None, Some((&name, parent)))?
+            let new = NewSession {
+                settings: &settings,
+                head_id: None,
+                origin: Some((&name, parent)),
+                out_dir: out_dir.as_deref().map(std::path::Path::new),
+            };
+            insert_session(&tx, &branch, new)?
         } else {
             session_id
         };
@@ -210,7 +248,7 @@ impl Store {
         } else {
             None
         };
-        let take = self.take_index(user_id)?;
+        let take = self.take(user_id)?;
         Ok(Appended {
             user_id,
             model_id,
@@ -224,13 +262,13 @@ impl Store {
     pub fn import_thread(
         &mut self,
         name: &str,
-        settings: &Settings,
+        new: NewSession<'_>,
         turns: &[NewTurn<'_>],
     ) -> Result<SessionRow> {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let id = insert_session(&tx, name, settings, None, None)?;
+        let id = insert_session(&tx, name, new)?;
         let mut head = None;
         for turn in turns {
             head = Some(insert_turn(&tx, id, head, *turn)?.1);

@@ -8,6 +8,7 @@ use rusqlite::Connection;
 pub const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0001_init.sql"),
     include_str!("../../migrations/0002_branches.sql"),
+    include_str!("../../migrations/0003_out_dir.sql"),
 ];
 
 pub fn schema_version(conn: &Connection) -> Result<i64> {

@@ -20,6 +20,7 @@ use checkpoint::Checkpointer;
 pub use contents::NewTurn;
 pub use migrate::{MIGRATIONS, schema_version};
 pub use reader::BlobReader;
+pub use sessions::NewSession;
 
 use crate::gemini::outcome::Source;
 use crate::gemini::types::UsageMetadata;
@@ -109,6 +110,8 @@ pub struct SessionRow {
     pub redo: Vec<i64>,
     pub created_at: i64,
     pub updated_at: i64,
+    /// The absolute folder its images go to (`None` for sessions made before peel kept it).
+    pub out_dir: Option<PathBuf>,
 }
 
 /// A line of `peel sessions`.
@@ -121,14 +124,23 @@ pub struct SessionSummary {
     pub origin_turn: Option<i64>,
 }
 
+/// Which take of its turn a prompt is, and how many takes the turn has (see [`crate::engine::tree`] for what
+/// makes two prompts takes of one turn, and how they are labelled).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Take {
+    /// 0 for the first take made, 1 for the second, ...
+    pub index: usize,
+    pub of: usize,
+}
+
 /// Where a finished turn went.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Appended {
     pub user_id: i64,
     pub model_id: i64,
     pub turn: i64,
-    /// Which take of that turn (0 first; 1 is `3b` after a /retry).
-    pub take: usize,
+    /// Which take of that turn it is, and how many the turn now has.
+    pub take: Take,
     /// Set when another process moved the session's head while this turn was in flight: the turn went to this new
     /// branch instead of overwriting theirs.
     pub branched_to: Option<SessionRow>,

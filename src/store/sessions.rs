@@ -1,6 +1,8 @@
 //! Sessions: named pointers into the contents tree. Branching inserts a row; undo and redo move a pointer; deleting
 //! a session takes with it only what no remaining session reaches.
 
+use std::path::{Path, PathBuf};
+
 use anyhow::{Context, Result, bail};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
@@ -8,7 +10,7 @@ use super::{SessionRow, SessionSummary, Store, now_ms, visible_text};
 use crate::settings::Settings;
 
 pub(super) const SESSION_COLUMNS: &str = "id, name, head_id, settings, origin_session, origin_head_id, redo, \
-                                          created_at, updated_at";
+                                          created_at, updated_at, out_dir";
 
 pub(super) fn session_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<SessionRow> {
     let settings: String = row.get(3)?;
@@ -24,6 +26,7 @@ pub(super) fn session_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Sess
         redo: serde_json::from_str(&redo).unwrap_or_default(),
         created_at: row.get(7)?,
         updated_at: row.get(8)?,
+        out_dir: row.get::<_, Option<String>>(9)?.map(PathBuf::from),
     })
 }
 
@@ -60,19 +63,46 @@ pub(super) fn branch_name_in(conn: &Connection, from: &str) -> Result<String> {
     free_name_in(conn, base, '~', false)
 }
 
+/// What a new session row holds besides its name.
+#[derive(Debug, Clone, Copy)]
+pub struct NewSession<'a> {
+    pub settings: &'a Settings,
+    pub head_id: Option<i64>,
+    /// The session it branched from, and where.
+    pub origin: Option<(&'a str, Option<i64>)>,
+    /// The absolute folder its images go to (under `<out_dir>/<name>/`).
+    pub out_dir: Option<&'a Path>,
+}
+
+impl<'a> NewSession<'a> {
+    /// An empty session with these settings, not branched from anything, its folder not yet decided.
+    pub fn empty(settings: &'a Settings) -> NewSession<'a> {
+        NewSession {
+            settings,
+            head_id: None,
+            origin: None,
+            out_dir: None,
+        }
+    }
+}
+
 /// A new session row; returns its id.
-pub(super) fn insert_session(
-    conn: &Connection,
-    name: &str,
-    settings: &Settings,
-    head_id: Option<i64>,
-    origin: Option<(&str, Option<i64>)>,
-) -> Result<i64> {
+pub(super) fn insert_session(conn: &Connection, name: &str, new: NewSession<'_>) -> Result<i64> {
     let now = now_ms();
+    let out_dir = new.out_dir.map(|d| d.to_string_lossy().into_owned());
     conn.execute(
-        "INSERT INTO sessions (name, head_id, settings, origin_session, origin_head_id, created_at, updated_at, used_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?6)",
-        params![name, head_id, serde_json::to_string(settings)?, origin.map(|o| o.0), origin.and_then(|o| o.1), now],
+        "INSERT INTO sessions (name, head_id, settings, origin_session, origin_head_id, created_at, updated_at, used_at,
+                               out_dir)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?6, ?7)",
+        params![
+            name,
+            new.head_id,
+            serde_json::to_string(new.settings)?,
+            new.origin.map(|o| o.0),
+            new.origin.and_then(|o| o.1),
+            now,
+            out_dir
+        ],
     )
     .with_context(|| format!("creating session {name:?}"))?;
     Ok(conn.last_insert_rowid())
@@ -102,34 +132,39 @@ impl Store {
         Ok(self.conn.query_row(&sql, [], session_from_row).optional()?)
     }
 
-    pub fn create_session(
-        &self,
-        name: &str,
-        settings: &Settings,
-        head_id: Option<i64>,
-    ) -> Result<SessionRow> {
-        let id = insert_session(&self.conn, name, settings, head_id, None)?;
+    pub fn create_session(&self, name: &str, new: NewSession<'_>) -> Result<SessionRow> {
+        if self.session(name)?.is_some() {
+            bail!("a session named {name:?} already exists");
+        }
+        let id = insert_session(&self.conn, name, new)?;
         self.session_by_id(id)
     }
 
-    /// A new session sharing `from`'s history up to `head` (one row; nothing is copied).
+    /// A new session sharing `from`'s history up to `head` (one row; nothing is copied), with `settings` for its
+    /// next turns and `from`'s output folder.
     pub fn branch_session(
         &self,
         from: &SessionRow,
         name: &str,
         head: Option<i64>,
+        settings: &Settings,
     ) -> Result<SessionRow> {
-        if self.session(name)?.is_some() {
-            bail!("a session named {name:?} already exists");
-        }
-        let id = insert_session(
-            &self.conn,
-            name,
-            &from.settings,
-            head,
-            Some((&from.name, head)),
+        let new = NewSession {
+            settings,
+            head_id: head,
+            origin: Some((&from.name, head)),
+            out_dir: from.out_dir.as_deref(),
+        };
+        self.create_session(name, new)
+    }
+
+    /// Where a session's images go, kept so that every turn lands in one folder wherever peel runs from.
+    pub fn set_out_dir(&self, id: i64, dir: &Path) -> Result<()> {
+        self.conn.execute(
+            "UPDATE sessions SET out_dir = ?2 WHERE id = ?1",
+            params![id, dir.to_string_lossy()],
         )?;
-        self.session_by_id(id)
+        Ok(())
     }
 
     pub fn rename_session(&self, id: i64, name: &str) -> Result<()> {
@@ -202,9 +237,10 @@ impl Store {
         );
         let mut stmt = self.conn.prepare(&sql)?;
         let rows = stmt.query_map([], |row| {
-            let depth: Option<i64> = row.get(9)?;
-            let prompt: Option<String> = row.get(10)?;
-            let origin: Option<i64> = row.get(11)?;
+            // After the session's own columns.
+            let depth: Option<i64> = row.get(10)?;
+            let prompt: Option<String> = row.get(11)?;
+            let origin: Option<i64> = row.get(12)?;
             Ok(SessionSummary {
                 session: session_from_row(row)?,
                 turns: depth.map_or(0, |d| (d + 1) / 2),

@@ -46,7 +46,7 @@ fn append(
 fn turns_chain_and_round_trip() {
     let mut store = Store::open_in_memory().unwrap();
     let s = store
-        .create_session("fox", &Settings::default(), None)
+        .create_session("fox", NewSession::empty(&Settings::default()))
         .unwrap();
     let a = append(&mut store, s.id, None, None, 1);
     let b = append(&mut store, s.id, Some(a.model_id), Some(a.model_id), 2);
@@ -69,7 +69,7 @@ fn turns_chain_and_round_trip() {
 fn blobs_are_stored_once() {
     let mut store = Store::open_in_memory().unwrap();
     let s = store
-        .create_session("a", &Settings::default(), None)
+        .create_session("a", NewSession::empty(&Settings::default()))
         .unwrap();
     let first = append(&mut store, s.id, None, None, 9);
     append(
@@ -86,7 +86,7 @@ fn blobs_are_stored_once() {
 fn a_moved_head_sends_the_turn_to_a_new_branch() {
     let mut store = Store::open_in_memory().unwrap();
     let s = store
-        .create_session("fox", &Settings::default(), None)
+        .create_session("fox", NewSession::empty(&Settings::default()))
         .unwrap();
     let first = append(&mut store, s.id, None, None, 1);
     append(
@@ -117,10 +117,12 @@ fn a_moved_head_sends_the_turn_to_a_new_branch() {
 fn branch_names_count_on_from_the_base() {
     let store = Store::open_in_memory().unwrap();
     let fox = store
-        .create_session("fox", &Settings::default(), None)
+        .create_session("fox", NewSession::empty(&Settings::default()))
         .unwrap();
     assert_eq!(store.free_branch_name("fox").unwrap(), "fox~2");
-    store.branch_session(&fox, "fox~2", None).unwrap();
+    store
+        .branch_session(&fox, "fox~2", None, &fox.settings)
+        .unwrap();
     assert_eq!(store.free_branch_name("fox~2").unwrap(), "fox~3");
     assert_eq!(store.free_branch_name("a~b").unwrap(), "a~b~2");
 }
@@ -142,7 +144,7 @@ fn create_and_delete_cycles_do_not_grow_the_file() {
     let mut sizes = Vec::new();
     for cycle in 0..6u8 {
         let s = store
-            .create_session("tmp", &Settings::default(), None)
+            .create_session("tmp", NewSession::empty(&Settings::default()))
             .unwrap();
         let mut head = None;
         for turn in 0..5u8 {
@@ -307,7 +309,7 @@ proptest! {
         let mut store = Store::open_in_memory().unwrap();
         let mut model = Model::default();
         let mut names: HashMap<i64, String> = HashMap::new();
-        let first = store.create_session("s", &Settings::default(), None).unwrap();
+        let first = store.create_session("s", NewSession::empty(&Settings::default())).unwrap();
         model.sessions.insert(first.id, (None, Vec::new(), None));
         names.insert(first.id, first.name);
         for op in ops {
@@ -331,7 +333,9 @@ proptest! {
                     let head = chain.len().checked_sub(back + 1).map(|i| chain[i]);
                     let from = store.session_by_id(id).unwrap();
                     let name = store.free_branch_name(&from.name).unwrap();
-                    let branch = store.branch_session(&from, &name, head).unwrap();
+                    let branch = store
+                        .branch_session(&from, &name, head, &from.settings)
+                        .unwrap();
                     model.sessions.insert(branch.id, (head, Vec::new(), head));
                     names.insert(branch.id, name);
                 }

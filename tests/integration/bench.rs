@@ -11,7 +11,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use peel::gemini::{Content, Part};
 use peel::settings::Settings;
-use peel::store::{NewTurn, Store, TurnMeta};
+use peel::store::{NewSession, NewTurn, Store, TurnMeta};
 
 use crate::bench_sdk::run_measured;
 use crate::harness::Sandbox;
@@ -40,7 +40,7 @@ pub(crate) fn build_thread(
     seed: u64,
 ) {
     let session = store
-        .create_session(name, &Settings::default(), None)
+        .create_session(name, NewSession::empty(&Settings::default()))
         .unwrap();
     let mut head = None;
     for t in 0..turns {

@@ -35,7 +35,9 @@ fn a_thread_at_the_byte_limit_is_refused_before_sending_and_continues() {
         run.stderr
     );
     assert!(
-        run.stderr.contains("/context last 3") && run.stderr.contains("/fresh"),
+        run.stderr
+            .contains("/context last 2 sends only the last 2 turns")
+            && run.stderr.contains("/fresh"),
         "{}",
         run.stderr
     );

@@ -267,7 +267,7 @@ fn a_refusal_keeps_the_attachments_for_the_next_try() {
     server.push_reply(Reply::Fixture("response-no-image.json"));
     let run = sandbox
         .run(
-            &["-s", "r"],
+            &["-s", "r", "--keep-going"],
             "/attach ref.png\nmake it a painting\nmake it a painting\nagain\n",
         )
         .expect_code(1);
@@ -278,7 +278,8 @@ fn a_refusal_keeps_the_attachments_for_the_next_try() {
         run.stderr
     );
     assert!(
-        run.stderr.contains("attachment(s) are kept"),
+        run.stderr
+            .contains("the attachment is kept for the next try"),
         "{}",
         run.stderr
     );

@@ -212,7 +212,7 @@ fn the_json_array_form_and_the_real_captures() {
     let run = sandbox
         .run(&["-s", "sse", "--stream"], "a thing\n")
         .expect_code(0);
-    assert!(run.stderr.contains("not decodable"), "{}", run.stderr);
+    assert!(run.stderr.contains("cannot be decoded"), "{}", run.stderr);
     assert!(
         run.stderr.contains("1,394 tokens"),
         "usage from the last event: {}",

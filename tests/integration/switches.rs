@@ -46,19 +46,20 @@ fn search_adds_the_tool_and_lists_the_sources_under_the_image() {
         json!([{"googleSearch": {"searchTypes": {"webSearch": {}, "imageSearch": {}}}}])
     );
 
-    // Nano Banana has no search: refused before anything is sent, and the setting stays as it was.
+    // Nano Banana has no search: the switch is refused before anything is sent, naming the setting and the fix,
+    // and the script stops there (the prompt after it would have gone to the old model).
     let run = sandbox
-        .run(
-            &["-r"],
-            "/model gemini-2.5-flash-image\n/search off\n/model gemini-2.5-flash-image\n",
-        )
+        .run(&["-r"], "/model gemini-2.5-flash-image\nmake it night\n")
         .expect_code(1);
     assert!(
-        run.stderr
-            .contains("cannot ground its answers in Google Search"),
+        run.stderr.contains(
+            "line 1: gemini-2.5-flash-image does not take search on; /model gemini-2.5-flash-image --fit switches \
+             and uses search off"
+        ),
         "{}",
         run.stderr
     );
+    assert!(run.stderr.contains("stopped at line 1"), "{}", run.stderr);
     let run = sandbox
         .run(
             &["-s", "n", "--search", "-m", "gemini-2.5-flash-image", "x"],
@@ -91,12 +92,23 @@ fn thinking_settings_only_where_the_model_takes_them() {
         json!({"includeThoughts": true, "thinkingLevel": "high"})
     );
 
-    // Settings resume with the session; a thinking level is refused on Pro and thoughts on 2.5, before sending.
+    // Settings resume with the session. A switch to 2.5 names every setting it does not take at once, and --fit
+    // makes the change in one step; a thinking level is refused on Pro and thoughts on 2.5, before sending.
+    let run = sandbox
+        .run(&["-r"], "/model gemini-2.5-flash-image\n")
+        .expect_code(1);
+    assert!(
+        run.stderr.contains(
+            "gemini-2.5-flash-image does not take thoughts on or think high; /model gemini-2.5-flash-image --fit \
+             switches and uses thoughts off and think auto"
+        ),
+        "{}",
+        run.stderr
+    );
     let run = sandbox
         .run(
-            &["-r"],
-            "/model gemini-3-pro-image\n/think auto\n/model gemini-3-pro-image\n/think minimal\n\
-             /model gemini-2.5-flash-image\n/thoughts off\n/model gemini-2.5-flash-image\nmake it night\n",
+            &["-r", "--keep-going"],
+            "/model gemini-3-pro-image --fit\n/think minimal\n/thoughts on\n",
         )
         .expect_code(1);
     assert!(
@@ -104,6 +116,12 @@ fn thinking_settings_only_where_the_model_takes_them() {
         "{}",
         run.stderr
     );
+    let run = sandbox
+        .run(
+            &["-r", "--keep-going"],
+            "/model gemini-2.5-flash-image --fit\n/thoughts on\nmake it night\n",
+        )
+        .expect_code(1);
     assert!(run.stderr.contains("does not think"), "{}", run.stderr);
     let requests = server.requests();
     assert_eq!(requests.len(), 2);

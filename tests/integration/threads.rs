@@ -76,12 +76,15 @@ fn branch_undo_redo_and_retry_never_lose_a_turn() {
         run.stderr
     );
     assert_eq!(server.requests().last().unwrap().contents().len(), 5);
-    // Each session numbers its own takes: dusk's fireflies are dusk's turn 3, so this is fox's 3b.
+    // Takes are lettered across sessions in the order made: fox's snow is 3a, dusk's fireflies 3b, this 3c; the
+    // first take's file followed its new name when dusk's turn made it one of several.
     assert!(
-        run.stdout.trim().ends_with("out/fox/3b.jpg"),
+        run.stdout.trim().ends_with("out/fox/3c.jpg"),
         "another take of turn 3: {}",
         run.stdout
     );
+    assert!(sandbox.out().join("fox/3a.jpg").exists());
+    assert!(!sandbox.out().join("fox/3.jpg").exists());
 
     // Retry asks for another take of the last turn; the earlier take stays reachable.
     let before = server.requests().len();
@@ -89,7 +92,7 @@ fn branch_undo_redo_and_retry_never_lose_a_turn() {
         .run(&["-r", "fox"], "/retry\n/history\n/tree\n")
         .expect_code(0);
     assert!(
-        run.stdout.trim().ends_with("out/fox/3c.jpg"),
+        run.stdout.trim().ends_with("out/fox/3d.jpg"),
         "{}",
         run.stdout
     );
@@ -97,11 +100,12 @@ fn branch_undo_redo_and_retry_never_lose_a_turn() {
     assert_eq!(retried.contents().len(), 5);
     assert_eq!(retried.contents()[4]["parts"][0]["text"], "make it dawn");
     assert!(
-        run.stderr.contains("other takes: @3a @3b"),
+        run.stderr.contains("other takes: @3a @3b @3c"),
         "{}",
         run.stderr
     );
-    assert!(run.stderr.contains("3b make it dawn"), "{}", run.stderr);
+    assert!(run.stderr.contains("3c make it dawn"), "{}", run.stderr);
+    assert!(run.stderr.contains("3a add snow"), "{}", run.stderr);
     assert!(run.stderr.contains("← dusk"), "{}", run.stderr);
 
     // Any take can become a session of its own.
@@ -121,7 +125,16 @@ fn deleting_a_session_keeps_what_others_use() {
         .run(&["-s", "a"], "one\ntwo\n/branch b @1\nthree\n")
         .expect_code(0);
     assert_eq!(count(&sandbox, "contents"), 6);
-    sandbox.run(&["-s", "a"], "/delete a\n").expect_code(0);
+    let run = sandbox.run(&["-s", "a"], "/delete a\n").expect_code(1);
+    assert!(
+        run.stderr
+            .contains("a is the session open now: /delete a --yes deletes it"),
+        "{}",
+        run.stderr
+    );
+    sandbox
+        .run(&["-s", "a"], "/delete a --yes\n")
+        .expect_code(0);
     assert_eq!(
         count(&sandbox, "contents"),
         4,
@@ -219,7 +232,9 @@ fn two_processes_on_one_session_never_overwrite_each_other() {
         "{}",
         slow.stderr
     );
-    assert!(slow.stdout.trim().ends_with("out/fox~2/2.jpg"), "{slow:?}");
+    // Both continue from turn 1, so they are takes of turn 2: 2a (fox's, its file renamed) and 2b.
+    assert!(slow.stdout.trim().ends_with("out/fox~2/2b.jpg"), "{slow:?}");
+    assert!(sandbox.out().join("fox/2a.jpg").exists());
     assert!(!slow.stderr.contains("locked") && !quick.stderr.contains("locked"));
 
     let run = sandbox.run(&[], "/sessions\n").expect_code(0);

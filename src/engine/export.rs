@@ -7,14 +7,11 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
-use crate::app::App;
+use super::{Engine, files, images, session};
 use crate::gemini::Content;
-use crate::images;
-use crate::render::{self, thousands};
-use crate::session;
 use crate::settings::Settings;
-use crate::store::{NewTurn, SessionRow, Store, TurnMeta, now_ms};
-use crate::tree;
+use crate::store::{NewSession, NewTurn, SessionRow, Store, TurnMeta, now_ms};
+use crate::text::{self, thousands};
 
 const FORMAT: &str = "peel-thread";
 const VERSION: u32 = 1;
@@ -45,7 +42,7 @@ pub fn export_session(store: &Store, row: &SessionRow, dir: &Path) -> Result<Vec
         transcript,
         "Exported by peel {} on {}.\n",
         env!("CARGO_PKG_VERSION"),
-        render::timestamp(now_ms())
+        text::timestamp(now_ms())
     );
     let mut total_cost = 0.0;
     let mut total_tokens = 0;
@@ -58,26 +55,26 @@ pub fn export_session(store: &Store, row: &SessionRow, dir: &Path) -> Result<Vec
         if stored.role == "user" {
             let _ = writeln!(transcript, "## Turn {}\n", stored.turn());
             for line in stored.visible_text().lines() {
-                let _ = writeln!(transcript, "> {}", render::sanitize(line));
+                let _ = writeln!(transcript, "> {}", text::sanitize(line));
             }
             if stored.image_count() > 0 {
                 let _ = writeln!(
                     transcript,
                     "\n*{} attached*",
-                    render::count(stored.image_count(), "image")
+                    text::count(stored.image_count(), "image")
                 );
             }
             transcript.push('\n');
         } else {
             let text = content.answer_text();
             if !text.trim().is_empty() {
-                let _ = writeln!(transcript, "{}\n", render::sanitize(text.trim()));
+                let _ = writeln!(transcript, "{}\n", text::sanitize(text.trim()));
             }
             for (index, image) in images::answer_images(&content).iter().enumerate() {
                 let prompt = stored.parent_id.context("an answer without its prompt")?;
-                let label = tree::label(stored.turn(), store.take_index(prompt)?);
-                let name = images::file_name(&label, index, image.ext);
-                images::write_atomically(&dir.join(&name), &image.bytes)?;
+                let label = store.take(prompt)?.label(stored.turn());
+                let name = files::file_name(&label, index, image.ext);
+                files::write_atomically(&dir.join(&name), &image.bytes)?;
                 written.push(dir.join(&name));
                 let _ = writeln!(
                     transcript,
@@ -92,7 +89,7 @@ pub fn export_session(store: &Store, row: &SessionRow, dir: &Path) -> Result<Vec
                 let _ = writeln!(
                     transcript,
                     "- [{}]({})",
-                    render::sanitize(&source.title),
+                    text::sanitize(&source.title),
                     source.uri
                 );
             }
@@ -124,7 +121,7 @@ pub fn export_session(store: &Store, row: &SessionRow, dir: &Path) -> Result<Vec
     let _ = writeln!(
         transcript,
         "---\n\n{} · {} tokens · ~${total_cost:.3} estimated · next turn: {} · {}",
-        render::count(turns.len(), "turn"),
+        text::count(turns.len(), "turn"),
         thousands(total_tokens),
         row.settings.model,
         row.settings.shape()
@@ -138,16 +135,27 @@ pub fn export_session(store: &Store, row: &SessionRow, dir: &Path) -> Result<Vec
         turns,
     };
     let transcript_path = dir.join("transcript.md");
-    images::write_atomically(&transcript_path, transcript.as_bytes())?;
+    files::write_atomically(&transcript_path, transcript.as_bytes())?;
     let thread_path = dir.join("thread.json");
-    images::write_atomically(&thread_path, &serde_json::to_vec(&thread)?)?;
+    files::write_atomically(&thread_path, &serde_json::to_vec(&thread)?)?;
     written.extend([transcript_path, thread_path]);
     Ok(written)
 }
 
-/// Reads a `thread.json` and stores it as a new session, named as exported (or `name`); a taken name gets a
-/// suffix. Returns the new session.
-pub fn import_thread(store: &mut Store, file: &Path, name: Option<&str>) -> Result<SessionRow> {
+/// Reads a `thread.json` (or the export folder holding one) and stores it as a new session, named as exported (or
+/// `name`); a taken name gets a suffix. Its images will go under `out_dir`. Returns the new session.
+pub fn import_thread(
+    store: &mut Store,
+    file: &Path,
+    name: Option<&str>,
+    out_dir: &Path,
+) -> Result<SessionRow> {
+    let file = if file.is_dir() {
+        file.join("thread.json")
+    } else {
+        file.to_path_buf()
+    };
+    let file = file.as_path();
     let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
     let thread: ThreadFile = serde_json::from_slice(&bytes)
         .with_context(|| format!("{} is not a peel thread.json", file.display()))?;
@@ -182,24 +190,43 @@ pub fn import_thread(store: &mut Store, file: &Path, name: Option<&str>) -> Resu
             meta: thread.turns.get(i).unwrap_or(&default_meta),
         })
         .collect();
-    store.import_thread(&name, &thread.settings, &turns)
+    let new = NewSession {
+        out_dir: Some(out_dir),
+        ..NewSession::empty(&thread.settings)
+    };
+    store.import_thread(&name, new, &turns)
 }
 
-impl App {
-    /// `/export [DIR]`: this session's thread into DIR (default `./<session>-export`).
-    pub fn export(&self, dir: Option<PathBuf>) -> Result<()> {
-        let row = self
-            .session
-            .row
-            .as_ref()
-            .context("this session has no turns yet: nothing to export")?;
+/// Where an export went.
+#[derive(Debug, Clone)]
+pub struct Exported {
+    pub dir: PathBuf,
+    pub files: Vec<PathBuf>,
+}
+
+impl Engine {
+    /// `/export [DIR]`, `peel export NAME [DIR]`: session `name` (default: this one) into DIR (default
+    /// `./<session>-export`).
+    pub fn export(&self, name: Option<&str>, dir: Option<PathBuf>) -> Result<Exported> {
+        let row = match name {
+            Some(name) => self.store.session(name)?.with_context(|| {
+                format!("no session named {name:?}; `peel sessions` lists them")
+            })?,
+            None => self
+                .session
+                .row
+                .clone()
+                .context("this session has no turns yet: nothing to export")?,
+        };
         let dir = dir.unwrap_or_else(|| PathBuf::from(format!("{}-export", row.name)));
-        let written = export_session(&self.store, row, &dir)?;
-        self.ui.note(&format!(
-            "exported {} files to {}",
-            written.len(),
-            dir.display()
-        ));
-        Ok(())
+        let files = export_session(&self.store, &row, &dir)?;
+        Ok(Exported { dir, files })
+    }
+
+    /// `peel import FILE|DIR [--name NAME]`: returns the new session's name and its number of turns.
+    pub fn import(&mut self, file: &Path, name: Option<&str>) -> Result<(String, usize)> {
+        let row = import_thread(&mut self.store, file, name, &self.out_root)?;
+        let turns = self.store.chain(row.head_id)?.len() / 2;
+        Ok((row.name, turns))
     }
 }

@@ -1,22 +1,30 @@
-//! Text for the terminal: sanitising what the model or a gateway says, footers, tables.
+//! Plain text for people, shared by every layer: numbers, sizes, counts, dates, one-line summaries, and the one
+//! sanitiser that every string from outside (a server, a gateway, an imported thread, a helper command) passes
+//! through before it can reach a terminal.
 
 use std::fmt::Write as _;
 
-/// Model and gateway text with terminal control sequences made harmless: ESC, other C0 controls (but newline and
-/// tab) and C1 controls are shown as visible escapes instead of being obeyed by the terminal.
+/// Text from outside with terminal control sequences made harmless: ESC, the other C0 controls (but newline and
+/// tab) and C1 controls are shown as visible escapes instead of being obeyed, and so are the bidirectional
+/// overrides and isolates, which can make text read differently from what it is.
 pub fn sanitize(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {
             '\n' | '\t' => out.push(c),
             '\r' => {}
-            c if c.is_control() => {
+            c if c.is_control() || is_bidi_control(c) => {
                 let _ = write!(out, "\\u{{{:x}}}", c as u32);
             }
             c => out.push(c),
         }
     }
     out
+}
+
+/// Unicode's explicit directional formatting characters (UAX #9): embeddings, overrides, isolates and marks.
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{200e}' | '\u{200f}' | '\u{061c}')
 }
 
 /// 1234567 → "1,234,567".
@@ -50,7 +58,7 @@ pub fn bytes(n: u64) -> String {
     }
 }
 
-/// The first line of a text, cut to `max` characters with an ellipsis.
+/// The first line of a text, sanitised and cut to `max` characters with an ellipsis.
 pub fn one_line(text: &str, max: usize) -> String {
     let line = text
         .lines()
@@ -63,6 +71,15 @@ pub fn one_line(text: &str, max: usize) -> String {
     } else {
         let cut: String = line.chars().take(max.saturating_sub(1)).collect();
         format!("{cut}…")
+    }
+}
+
+/// "a, b and c".
+pub fn and_list(items: &[String]) -> String {
+    match items {
+        [] => String::new(),
+        [one] => one.clone(),
+        [rest @ .., last] => format!("{} and {last}", rest.join(", ")),
     }
 }
 
@@ -88,30 +105,6 @@ pub fn timestamp(ms: i64) -> String {
     )
 }
 
-/// Left-aligned columns, two spaces apart.
-pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
-    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
-    for row in rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let mut out = String::new();
-    let mut line = |cells: &mut dyn Iterator<Item = &str>| {
-        let mut text = String::new();
-        for (cell, w) in cells.zip(&widths) {
-            let _ = write!(text, "{cell:<w$}  ");
-        }
-        out.push_str(text.trim_end());
-        out.push('\n');
-    };
-    line(&mut header.iter().copied());
-    for row in rows {
-        line(&mut row.iter().map(String::as_str));
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -131,17 +124,22 @@ mod tests {
     }
 
     #[test]
-    fn numbers_and_dates() {
+    fn bidi_controls_are_shown_not_obeyed() {
+        let clean = sanitize("invoice\u{202e}fdp.exe \u{2066}x\u{2069}");
+        assert_eq!(clean, "invoice\\u{202e}fdp.exe \\u{2066}x\\u{2069}");
+    }
+
+    #[test]
+    fn numbers_dates_and_lists() {
         assert_eq!(thousands(1_234_567), "1,234,567");
         assert_eq!(thousands(12), "12");
         assert_eq!(bytes(3_400_000), "3.4 MB");
         assert_eq!(timestamp(1_795_305_600_000), "2026-11-22 00:00");
         assert_eq!(one_line("\n  a long prompt here\nsecond", 8), "a long …");
-    }
-
-    #[test]
-    fn tables_align() {
-        let t = table(&["a", "bb"], &[vec!["xxx".into(), "y".into()]]);
-        assert_eq!(t, "a    bb\nxxx  y\n");
+        assert_eq!(count(1, "attachment"), "1 attachment");
+        assert_eq!(count(2, "attachment"), "2 attachments");
+        let items = ["a".to_string(), "b".to_string(), "c".to_string()];
+        assert_eq!(and_list(&items), "a, b and c");
+        assert_eq!(and_list(&items[..1]), "a");
     }
 }

@@ -1,6 +1,6 @@
-//! Image files: what a byte string is, how big it is, where a turn's images go on disk.
+//! Images as bytes: what a byte string is, how big it is, attachments read and checked, answers decoded.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use base64::Engine;
@@ -66,7 +66,8 @@ pub fn dimensions(bytes: &[u8]) -> Option<(u32, u32)> {
 /// An image the user attached to the next prompt, read and checked.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Attachment {
-    pub path: PathBuf,
+    /// Where it came from, for listings: a file path, or a stored image's label (`fox@3`).
+    pub source: String,
     pub mime: &'static str,
     pub bytes: Vec<u8>,
     pub dimensions: Option<(u32, u32)>,
@@ -84,16 +85,20 @@ impl Attachment {
             bail!(
                 "cannot attach {}: {} is over the {} limit for one image; scale it down first",
                 path.display(),
-                crate::render::bytes(meta.len()),
-                crate::render::bytes(MAX_ATTACHMENT_BYTES)
+                crate::text::bytes(meta.len()),
+                crate::text::bytes(MAX_ATTACHMENT_BYTES)
             );
         }
         let bytes =
             std::fs::read(path).with_context(|| format!("cannot attach {}", path.display()))?;
+        Attachment::from_bytes(path.display().to_string(), bytes)
+    }
+
+    /// Checks bytes from `source`: they must be an image by their bytes, and not a damaged one.
+    pub fn from_bytes(source: String, bytes: Vec<u8>) -> Result<Attachment> {
         let Some((mime, _)) = sniff(&bytes) else {
             bail!(
-                "cannot attach {}: not an image (png, jpeg, webp, gif, heic, heif or avif)",
-                path.display()
+                "cannot attach {source}: not an image (png, jpeg, webp, gif, heic, heif or avif)"
             );
         };
         let dimensions = dimensions(&bytes);
@@ -103,13 +108,10 @@ impl Attachment {
                 "image/png" | "image/jpeg" | "image/webp" | "image/gif"
             )
         {
-            bail!(
-                "cannot attach {}: the {mime} file is damaged or truncated",
-                path.display()
-            );
+            bail!("cannot attach {source}: the {mime} file is damaged or truncated");
         }
         Ok(Attachment {
-            path: path.to_path_buf(),
+            source,
             mime,
             bytes,
             dimensions,
@@ -122,9 +124,9 @@ impl Attachment {
             .map_or(String::new(), |(w, h)| format!(" {w}x{h}"));
         format!(
             "{} ({}{size}, {})",
-            self.path.display(),
+            self.source,
             self.mime,
-            crate::render::bytes(self.bytes.len() as u64)
+            crate::text::bytes(self.bytes.len() as u64)
         )
     }
 }
@@ -162,54 +164,6 @@ fn decode_all<'a>(inlines: impl Iterator<Item = &'a InlineData>) -> Vec<AnswerIm
             Some(AnswerImage { bytes, meta, ext })
         })
         .collect()
-}
-
-/// Where a session's images go: `OUT/<session>`.
-pub fn session_dir(out_dir: &Path, session: &str) -> PathBuf {
-    out_dir.join(safe_dir_name(session))
-}
-
-/// `<turn>[-k].<ext>`: the first image of a turn is `3.jpg` (or `3b.jpg` for a second take), further ones
-/// `3-2.jpg`, ...
-pub fn file_name(turn: &str, index: usize, ext: &str) -> String {
-    if index == 0 {
-        format!("{turn}.{ext}")
-    } else {
-        format!("{turn}-{}.{ext}", index + 1)
-    }
-}
-
-/// `OUT/<session>/<turn>[-k].<ext>`.
-pub fn output_path(out_dir: &Path, session: &str, turn: &str, index: usize, ext: &str) -> PathBuf {
-    session_dir(out_dir, session).join(file_name(turn, index, ext))
-}
-
-/// Session names become directory names: no separators or dot-dot tricks.
-fn safe_dir_name(name: &str) -> String {
-    let cleaned: String = name
-        .chars()
-        .map(|c| {
-            if c == '/' || c == '\\' || c.is_control() {
-                '_'
-            } else {
-                c
-            }
-        })
-        .collect();
-    match cleaned.as_str() {
-        "" | "." | ".." => "_".to_string(),
-        _ => cleaned,
-    }
-}
-
-/// Writes a file whole or not at all (a reader never sees half an image).
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().context("an output path has no directory")?;
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let tmp = path.with_extension("part");
-    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
 }
 
 #[cfg(test)]
@@ -262,31 +216,6 @@ mod tests {
                 Attachment::read(&dir.path().join("missing.png")).unwrap_err()
             )
             .contains("missing.png")
-        );
-    }
-
-    #[test]
-    fn output_paths() {
-        let out = Path::new("/o");
-        assert_eq!(
-            output_path(out, "fox", "3", 0, "jpg"),
-            Path::new("/o/fox/3.jpg")
-        );
-        assert_eq!(
-            output_path(out, "fox", "3", 1, "png"),
-            Path::new("/o/fox/3-2.png")
-        );
-        assert_eq!(
-            output_path(out, "../x", "1", 0, "jpg"),
-            Path::new("/o/.._x/1.jpg")
-        );
-        assert_eq!(
-            output_path(out, "..", "1", 0, "jpg"),
-            Path::new("/o/_/1.jpg")
-        );
-        assert_eq!(
-            output_path(out, "fox", "3b", 0, "jpg"),
-            Path::new("/o/fox/3b.jpg")
         );
     }
 }

@@ -5,52 +5,14 @@
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use serde::{Deserialize, Serialize};
 
-use crate::app::App;
+use super::Engine;
+use super::images::{self, Attachment};
+use super::session::Session;
 use crate::gemini::body::{BlobSource, Body};
 use crate::gemini::{Content, GenerateContentRequest};
-use crate::images::Attachment;
-use crate::render;
-use crate::session::Session;
-
-/// How much of the stored thread a request carries. The stored thread is never changed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(tag = "policy", rename_all = "lowercase")]
-pub enum ContextPolicy {
-    /// Every earlier turn (the default: the model sees its whole work).
-    #[default]
-    Full,
-    /// Only the last `turns` turns before the new prompt.
-    Last { turns: usize },
-}
-
-impl ContextPolicy {
-    pub fn is_full(&self) -> bool {
-        *self == ContextPolicy::Full
-    }
-
-    /// The contents a request carries: `contents` is the stored history followed by the new user turn. `Last`
-    /// keeps whole turns only, so the request still starts with a user turn and no model turn is split from the
-    /// prompt it answers (its signatures stay valid).
-    pub fn apply(&self, mut contents: Vec<Content>) -> Vec<Content> {
-        let ContextPolicy::Last { turns } = *self else {
-            return contents;
-        };
-        let keep = 2 * turns + 1;
-        if contents.len() > keep {
-            contents.drain(..contents.len() - keep);
-        }
-        contents
-    }
-
-    pub fn describe(&self) -> String {
-        match self {
-            ContextPolicy::Full => "full (every earlier turn)".to_string(),
-            ContextPolicy::Last { turns } => format!("last {}", render::count(*turns, "turn")),
-        }
-    }
-}
+pub use crate::settings::ContextPolicy;
+use crate::text;
 
 /// The size of a request, before it is sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -113,32 +75,22 @@ pub fn measure(
 }
 
 impl Measure {
-    /// Why this request cannot be sent, with what to do about it; `None` when it fits.
-    pub fn over(&self, limits: &Limits, policy: &ContextPolicy) -> Option<String> {
-        let advice = match policy {
-            ContextPolicy::Full => {
-                "/context last 3 sends only the last 3 turns (the thread stays whole), or /fresh \
-                                    starts a new branch from the current image"
-            }
-            ContextPolicy::Last { .. } => {
-                "/context last N with a smaller N, or /fresh starts a new branch from the \
-                                           current image"
-            }
-        };
+    /// What this request is over, by how much; `None` when it fits.
+    pub fn over(&self, limits: &Limits) -> Option<String> {
         if self.bytes > limits.max_bytes {
             return Some(format!(
-                "not sent: the request would be {}, over the {} request limit by {}; {advice}",
-                render::bytes(self.bytes),
-                render::bytes(limits.max_bytes),
-                render::bytes(self.bytes - limits.max_bytes)
+                "the request would be {}, over the {} request limit by {}",
+                text::bytes(self.bytes),
+                text::bytes(limits.max_bytes),
+                text::bytes(self.bytes - limits.max_bytes)
             ));
         }
         match limits.max_tokens {
             Some(max) if self.tokens > max => Some(format!(
-                "not sent: the request would carry about {} input tokens, over the model's {} by {}; {advice}",
-                render::thousands(self.tokens),
-                render::thousands(max),
-                render::thousands(self.tokens - max)
+                "the request would carry about {} input tokens, over the model's {} by {}",
+                text::thousands(self.tokens),
+                text::thousands(max),
+                text::thousands(self.tokens - max)
             )),
             _ => None,
         }
@@ -149,82 +101,155 @@ impl Measure {
         let tokens = match limits.max_tokens {
             Some(max) => format!(
                 "~{} of {} tokens",
-                render::thousands(self.tokens),
-                render::thousands(max)
+                text::thousands(self.tokens),
+                text::thousands(max)
             ),
-            None => format!("~{} tokens", render::thousands(self.tokens)),
+            None => format!("~{} tokens", text::thousands(self.tokens)),
         };
         format!(
             "{} of {} · {tokens}",
-            render::bytes(self.bytes),
-            render::bytes(limits.max_bytes)
+            text::bytes(self.bytes),
+            text::bytes(limits.max_bytes)
         )
     }
 }
 
-// ---- the commands ----
+/// `/context`: the next request against the limits, and the policy.
+#[derive(Debug, Clone)]
+pub struct ContextReport {
+    pub measure: Measure,
+    pub limits: Limits,
+    pub policy: ContextPolicy,
+    /// Why the next request would not be sent, with what to do; `None` when it fits.
+    pub over: Option<String>,
+}
 
-impl App {
+/// `/fresh`: where the new branch starts from.
+#[derive(Debug, Clone)]
+pub struct Fresh {
+    pub name: String,
+    pub from: String,
+    pub label: String,
+}
+
+impl Engine {
     /// The limits the next request must stay under: the provider's request size and the model's input tokens.
-    pub(crate) fn limits(&self) -> Limits {
+    pub(super) fn limits(&self) -> Limits {
         Limits {
             max_bytes: self.backend.max_request_bytes() as u64,
             max_tokens: input_token_limit(&self.session.settings.model),
         }
     }
 
-    /// The request the next prompt would send (history as the policy trims it, plus the attachments).
-    fn next_request(&self) -> Result<GenerateContentRequest> {
-        let mut contents = self.store.contents_by_reference(self.session.head())?;
-        contents.push(self.session.user_content(""));
-        Ok(GenerateContentRequest {
-            contents: self.session.settings.context.apply(contents),
-            generation_config: self.session.settings.generation_config()?,
-            tools: self.session.settings.tools(),
+    /// The request for `user` after the history up to `parent` under `policy`, measured.
+    fn measure_with(
+        &self,
+        user: &Content,
+        parent: Option<i64>,
+        policy: &ContextPolicy,
+    ) -> Result<Measure> {
+        let mut contents = self.store.contents_by_reference(parent)?;
+        contents.push(user.clone());
+        let settings = &self.session.settings;
+        let request = GenerateContentRequest {
+            contents: policy.apply(contents),
+            generation_config: settings.generation_config()?,
+            tools: settings.tools(),
             system_instruction: None,
-        })
+        };
+        measure(&request, &settings.model, &self.blobs)
+    }
+
+    /// What to do about a request for `user` after `parent` that is over a limit: the largest `/context last N`
+    /// that fits, `/fresh` when there is an image to start from, or fewer attachments when even that is too big.
+    pub(super) fn advice(&self, user: &Content, parent: Option<i64>) -> Result<String> {
+        let limits = self.limits();
+        let earlier = self.store.chain(parent)?.len() / 2;
+        let sent = match self.session.settings.context {
+            ContextPolicy::Full => earlier,
+            ContextPolicy::Last { turns } => turns.min(earlier),
+        };
+        let mut fits = None;
+        for n in (1..sent).rev() {
+            let policy = ContextPolicy::Last { turns: n };
+            if self
+                .measure_with(user, parent, &policy)?
+                .over(&limits)
+                .is_none()
+            {
+                fits = Some(n);
+                break;
+            }
+        }
+        let alone = self.measure_with(user, parent, &ContextPolicy::Last { turns: 0 })?;
+        let mut ways = Vec::new();
+        if let Some(n) = fits {
+            ways.push(format!(
+                "/context last {n} sends only the last {} (the thread stays whole)",
+                text::count(n, "turn")
+            ));
+        }
+        if earlier > 0 && alone.over(&limits).is_none() {
+            ways.push("/fresh starts a new branch from the current image".to_string());
+        }
+        if ways.is_empty() {
+            let attached = user
+                .parts
+                .iter()
+                .filter(|p| p.inline_data.is_some())
+                .count();
+            return Ok(if attached > 0 {
+                "even the prompt and its attachments alone are too big: /detach, then attach fewer or smaller \
+                 images"
+                    .to_string()
+            } else {
+                "even the prompt alone is too big: shorten it".to_string()
+            });
+        }
+        Ok(ways.join(", or "))
     }
 
     /// `/context`: the next request's size and tokens against the limits, and the policy.
-    pub fn show_context(&self) -> Result<()> {
+    pub fn context(&self) -> Result<ContextReport> {
+        let user = self.session.user_content("");
+        let parent = self.session.head();
+        let measure = self.measure_with(&user, parent, &self.session.settings.context)?;
         let limits = self.limits();
-        let size = measure(
-            &self.next_request()?,
-            &self.session.settings.model,
-            &self.blobs,
-        )?;
-        let mut text = format!(
-            "next request: {} ({} in it)\npolicy: {}",
-            size.against(&limits),
-            render::count(size.images, "image"),
-            self.session.settings.context.describe()
-        );
-        if let Some(why) = size.over(&limits, &self.session.settings.context) {
-            text.push_str(&format!("\n{why}"));
-        }
-        self.ui.say(&text);
-        Ok(())
+        let over = match measure.over(&limits) {
+            Some(over) => Some(format!(
+                "the next prompt would not be sent: {over}; {}",
+                self.advice(&user, parent)?
+            )),
+            None => None,
+        };
+        Ok(ContextReport {
+            measure,
+            limits,
+            policy: self.session.settings.context,
+            over,
+        })
     }
 
     /// `/context full|last N`: kept with the session; the stored thread is untouched either way.
-    pub fn set_context(&mut self, policy: ContextPolicy) -> Result<()> {
+    pub fn set_context(&mut self, policy: ContextPolicy) -> Result<ContextReport> {
         self.session.settings.context = policy;
         self.session.save_settings(&self.store)?;
-        self.show_context()
+        self.context()
     }
 
     /// `/fresh`: a new branch with no history to resend, whose first prompt carries the current image as a
     /// reference.
-    pub fn fresh(&mut self) -> Result<()> {
+    pub fn fresh(&mut self) -> Result<Fresh> {
         let turns = self.session.turns(&self.store)?;
         let last = turns
             .iter()
             .rev()
             .find(|t| t.model.image_count() > 0)
             .context("there is no image yet to start from")?;
-        let files = self.turn_files(last)?;
-        let (path, _) = files
-            .first()
+        let content = self.stored_answer(last)?;
+        let image = images::answer_images(&content)
+            .into_iter()
+            .next()
             .context("the last image cannot be read back")?;
         let from = self
             .session
@@ -232,20 +257,21 @@ impl App {
             .clone()
             .context("the session is not stored")?;
         let name = self.store.free_branch_name(&from.name)?;
-        let row = self.store.branch_session(&from, &name, None)?;
-        let mut session = Session::open(row);
+        let mut settings = self.session.settings.clone();
+        settings.context = ContextPolicy::Full;
+        let row = self.store.branch_session(&from, &name, None, &settings)?;
+        let mut session = Session::open(row, &self.out_root);
         session.attachments = std::mem::take(&mut self.session.attachments);
-        session.attachments.insert(0, Attachment::read(path)?);
-        session.settings.context = ContextPolicy::Full;
-        session.save_settings(&self.store)?;
+        session.attachments.insert(
+            0,
+            Attachment::from_bytes(format!("{}@{}", from.name, last.label()), image.bytes)?,
+        );
         self.session = session;
-        self.ui.note(&format!(
-            "fresh start: session {name}, with turn {} of {} ({}) attached to the next prompt",
-            last.label(),
-            from.name,
-            path.display()
-        ));
-        Ok(())
+        Ok(Fresh {
+            name,
+            from: from.name,
+            label: last.label(),
+        })
     }
 }
 
@@ -298,7 +324,7 @@ mod tests {
     }
 
     #[test]
-    fn over_the_limit_says_which_by_how_much_and_what_to_do() {
+    fn over_the_limit_says_which_and_by_how_much() {
         let m = Measure {
             bytes: 104_200_000,
             tokens: 9_000,
@@ -308,30 +334,26 @@ mod tests {
             max_bytes: 100_000_000,
             max_tokens: Some(65_536),
         };
-        let message = m.over(&limits, &ContextPolicy::Full).unwrap();
+        let message = m.over(&limits).unwrap();
         assert!(
             message.contains("104.2 MB, over the 100.0 MB request limit by 4.2 MB"),
             "{message}"
         );
-        assert!(message.contains("/context last 3") && message.contains("/fresh"));
         let m = Measure {
             bytes: 1_000,
             tokens: 70_000,
             images: 120,
         };
         assert!(
-            m.over(&limits, &ContextPolicy::Full)
+            m.over(&limits)
                 .unwrap()
                 .contains("over the model's 65,536 by 4,464")
         );
-        assert!(
-            Measure {
-                bytes: 1_000,
-                tokens: 10,
-                images: 0
-            }
-            .over(&limits, &ContextPolicy::Full)
-            .is_none()
-        );
+        let fits = Measure {
+            bytes: 1_000,
+            tokens: 10,
+            images: 0,
+        };
+        assert!(fits.over(&limits).is_none());
     }
 }

@@ -1,23 +1,32 @@
 //! The conversation being edited: which session, where its head is, the settings and attachments for the next turn,
-//! and its history read back as turns or as a request's `contents`.
+//! where its images go, and its history read back as turns.
+
+use std::path::{Path, PathBuf};
 
 use anyhow::{Result, bail};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
+use super::images::Attachment;
+use super::tree::Take;
 use crate::gemini::{Content, Part};
-use crate::images::Attachment;
 use crate::settings::Settings;
-use crate::store::{ContentRow, SessionRow, Store};
+use crate::store::{ContentRow, NewSession, SessionRow, Store};
 
 /// One turn: the N-th prompt along the session's history and the model's answer to it.
 #[derive(Debug, Clone)]
 pub struct Turn {
     pub number: i64,
-    /// Which take of turn `number` this is (see [`crate::tree::label`]).
-    pub take: usize,
+    pub take: Take,
     pub user: ContentRow,
     pub model: ContentRow,
+}
+
+impl Turn {
+    /// `3`, or `3b` when the turn has several takes: how files, listings and commands name it.
+    pub fn label(&self) -> String {
+        self.take.label(self.number)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -27,29 +36,30 @@ pub struct Session {
     pub wanted_name: Option<String>,
     pub settings: Settings,
     pub attachments: Vec<Attachment>,
-}
-
-impl Turn {
-    /// `3`, or `3b` for a second take: how files and commands name the turn.
-    pub fn label(&self) -> String {
-        crate::tree::label(self.number, self.take)
-    }
+    /// The absolute folder under which this session's images go (`<out_root>/<name>/`).
+    pub out_root: PathBuf,
 }
 
 impl Session {
     /// A session not yet in the database.
-    pub fn new(name: Option<String>, settings: Settings) -> Session {
+    pub fn new(name: Option<String>, settings: Settings, out_root: PathBuf) -> Session {
         Session {
             row: None,
             wanted_name: name,
             settings,
             attachments: Vec::new(),
+            out_root,
         }
     }
 
-    pub fn open(row: SessionRow) -> Session {
+    /// A stored session; `fallback_root` is where its images go if it was made before peel kept that.
+    pub fn open(row: SessionRow, fallback_root: &Path) -> Session {
         Session {
             settings: row.settings.clone(),
+            out_root: row
+                .out_dir
+                .clone()
+                .unwrap_or_else(|| fallback_root.to_path_buf()),
             row: Some(row),
             wanted_name: None,
             attachments: Vec::new(),
@@ -60,8 +70,12 @@ impl Session {
         match (&self.row, &self.wanted_name) {
             (Some(row), _) => &row.name,
             (None, Some(name)) => name,
-            (None, None) => "(new session)",
+            (None, None) => "new session",
         }
+    }
+
+    pub fn is_stored(&self) -> bool {
+        self.row.is_some()
     }
 
     pub fn head(&self) -> Option<i64> {
@@ -76,10 +90,17 @@ impl Session {
                 None => auto_name(first_prompt),
             };
             let name = store.free_name(&base)?;
-            self.row = Some(store.create_session(&name, &self.settings, None)?);
+            self.row = Some(store.create_session(&name, self.new_row())?);
         }
         // Set just above when it was missing.
         Ok(self.row.as_ref().expect("session row was just stored"))
+    }
+
+    fn new_row(&self) -> NewSession<'_> {
+        NewSession {
+            out_dir: Some(&self.out_root),
+            ..NewSession::empty(&self.settings)
+        }
     }
 
     /// Names or renames the session; stores it if it was not stored yet.
@@ -94,16 +115,20 @@ impl Session {
                 if store.session(name)?.is_some() {
                     bail!("a session named {name:?} already exists; /load {name} opens it");
                 }
-                self.row = Some(store.create_session(name, &self.settings, None)?);
+                self.row = Some(store.create_session(name, self.new_row())?);
             }
         }
         Ok(())
     }
 
     /// Keeps the settings with the session so a resumed thread continues as it was.
-    pub fn save_settings(&self, store: &Store) -> Result<()> {
-        match &self.row {
-            Some(row) => store.save_settings(row.id, &self.settings),
+    pub fn save_settings(&mut self, store: &Store) -> Result<()> {
+        match &mut self.row {
+            Some(row) => {
+                store.save_settings(row.id, &self.settings)?;
+                row.settings = self.settings.clone();
+                Ok(())
+            }
             None => Ok(()),
         }
     }
@@ -114,10 +139,9 @@ impl Session {
         let mut turns = Vec::with_capacity(chain.len() / 2);
         let mut rows = chain.into_iter();
         while let (Some(user), Some(model)) = (rows.next(), rows.next()) {
-            let take = store.take_index(user.id)?;
             turns.push(Turn {
                 number: model.turn(),
-                take,
+                take: store.take(user.id)?,
                 user,
                 model,
             });
@@ -137,17 +161,20 @@ impl Session {
     }
 }
 
+/// The longest session name: names become folder names and are typed in commands.
+pub const MAX_NAME_CHARS: usize = 64;
+
 /// Session names are used as directory names and typed in commands: keep them plain.
 pub fn validate_name(name: &str) -> Result<()> {
     let ok = !name.is_empty()
-        && name.len() <= 64
+        && name.chars().count() <= MAX_NAME_CHARS
         && !name.starts_with(['.', '-', '@'])
         && name
             .chars()
             .all(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | '.' | '~'));
     if !ok {
         bail!(
-            "{name:?} is not a usable session name: use letters, digits, '-', '_', '.' or '~' (up to 64)"
+            "{name:?} is not a usable session name: use letters, digits, '-', '_', '.' or '~' (up to {MAX_NAME_CHARS})"
         );
     }
     Ok(())

@@ -5,7 +5,8 @@ use std::str::FromStr;
 
 use anyhow::{Result, bail};
 
-use crate::context::ContextPolicy;
+pub use crate::engine::TurnRef;
+pub use crate::engine::context::ContextPolicy;
 
 /// name, usage, what it does. The order is the order of `/help`.
 pub const COMMANDS: &[(&str, &str, &str)] = &[
@@ -55,8 +56,8 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
     ),
     (
         "delete",
-        "/delete NAME",
-        "delete a session; history another session still uses stays",
+        "/delete NAME [--yes]",
+        "delete a session; history another session still uses stays (the current one: asks first, or --yes)",
     ),
     (
         "export",
@@ -66,7 +67,7 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
     (
         "show",
         "/show [TURN]",
-        "show a turn's image again (default: the last), and the images it drew while thinking",
+        "show a turn's image again (default: the last; 3, or 3b for a take), and the images it drew while thinking",
     ),
     (
         "open",
@@ -74,9 +75,14 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
         "open a turn's image in the system viewer (default: the last)",
     ),
     (
+        "preview",
+        "/preview on|off|auto",
+        "inline previews of the images: on, off, or auto (the best the terminal has)",
+    ),
+    (
         "model",
-        "/model [ID]",
-        "switch model for the next turns; with no ID, list the models",
+        "/model [ID] [--fit]",
+        "switch model for the next turns (--fit: also change the settings it does not take); with no ID, list them",
     ),
     (
         "aspect",
@@ -161,11 +167,18 @@ pub enum Command {
     Redo,
     Retry,
     Tree,
-    Delete(String),
+    Delete {
+        name: String,
+        yes: bool,
+    },
     Export(Option<PathBuf>),
-    Show(Option<i64>),
-    Open(Option<i64>),
-    Model(Option<String>),
+    Show(Option<String>),
+    Open(Option<String>),
+    Preview(String),
+    Model {
+        id: Option<String>,
+        fit: bool,
+    },
     Aspect(String),
     Size(String),
     Thoughts(bool),
@@ -252,15 +265,21 @@ impl FromStr for Command {
             "redo" => Command::Redo,
             "retry" => Command::Retry,
             "tree" => Command::Tree,
-            "delete" => Command::Delete(required("a session name")?),
+            "delete" => parse_delete(rest)?,
             "export" => Command::Export(match split_paths(rest)?.as_slice() {
                 [] => None,
                 [dir] => Some(dir.clone()),
                 _ => bail!("/export takes one directory"),
             }),
-            "show" => Command::Show(turn_number(name, arg())?),
-            "open" => Command::Open(turn_number(name, arg())?),
-            "model" => Command::Model(arg()),
+            "show" => Command::Show(turn_label(name, arg())?),
+            "open" => Command::Open(turn_label(name, arg())?),
+            "preview" => Command::Preview(
+                match required("on, off or auto")?.to_ascii_lowercase().as_str() {
+                    setting @ ("on" | "off" | "auto") => setting.to_string(),
+                    other => bail!("/preview takes on, off or auto, not {other:?}"),
+                },
+            ),
+            "model" => parse_model(rest)?,
             "aspect" => Command::Aspect(required("a ratio such as 16:9, or auto")?),
             "size" => Command::Size(required("512, 1K, 2K, 4K or auto")?),
             "thoughts" => Command::Thoughts(on_off(name, arg())?),
@@ -287,44 +306,46 @@ impl FromStr for Command {
     }
 }
 
-/// A turn along the session's history (`3`), or one of its other takes (`3b` is turn 3's second take).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TurnRef {
-    pub number: i64,
-    /// `None`: the take on this session's path; `Some(0)` for `a`, `Some(1)` for `b`, ...: takes in the order made.
-    pub take: Option<usize>,
-}
-
-impl FromStr for TurnRef {
-    type Err = anyhow::Error;
-
-    fn from_str(text: &str) -> Result<TurnRef> {
-        let text = text.trim_start_matches('@');
-        let digits = text.trim_end_matches(|c: char| c.is_ascii_lowercase());
-        let letters = &text[digits.len()..];
-        let number: i64 = match digits.parse() {
-            Ok(n) if n >= 1 => n,
-            _ => bail!(
-                "{text:?} is not a turn: use a number (3), or a number and a take letter (3b)"
-            ),
-        };
-        let take = match letters.as_bytes() {
-            [] => None,
-            [letter] => Some(usize::from(letter - b'a')),
-            _ => bail!("{text:?} is not a turn: one take letter at most (3b)"),
-        };
-        Ok(TurnRef { number, take })
-    }
-}
-
-/// An optional turn number (1, 2, ...) for `/show` and `/open`.
-fn turn_number(command: &str, arg: Option<String>) -> Result<Option<i64>> {
-    match arg.map(|a| a.parse::<i64>().map_err(|_| a)) {
+/// An optional turn label (`3`, `3b`) for `/show` and `/open`.
+fn turn_label(command: &str, arg: Option<String>) -> Result<Option<String>> {
+    match arg {
         None => Ok(None),
-        Some(Ok(n)) if n >= 1 => Ok(Some(n)),
-        Some(Ok(n)) => bail!("/{command} takes a turn number (1, 2, ...), not {n}"),
-        Some(Err(text)) => bail!("/{command} takes a turn number (1, 2, ...), not {text:?}"),
+        Some(text) => match text.parse::<TurnRef>() {
+            Ok(_) => Ok(Some(text.trim_start_matches('@').to_string())),
+            Err(_) => bail!("/{command} takes a turn (3, or 3b for a take), not {text:?}"),
+        },
     }
+}
+
+/// `/delete NAME [--yes]`.
+fn parse_delete(rest: &str) -> Result<Command> {
+    let mut name = None;
+    let mut yes = false;
+    for word in rest.split_whitespace() {
+        match word {
+            "--yes" | "-y" => yes = true,
+            _ if name.is_none() => name = Some(word.to_string()),
+            _ => bail!("usage: {}", usage("delete")),
+        }
+    }
+    match name {
+        Some(name) => Ok(Command::Delete { name, yes }),
+        None => bail!("/delete needs a session name; usage: {}", usage("delete")),
+    }
+}
+
+/// `/model [ID] [--fit]`.
+fn parse_model(rest: &str) -> Result<Command> {
+    let mut id = None;
+    let mut fit = false;
+    for word in rest.split_whitespace() {
+        match word {
+            "--fit" => fit = true,
+            _ if id.is_none() => id = Some(word.to_string()),
+            _ => bail!("usage: {}", usage("model")),
+        }
+    }
+    Ok(Command::Model { id, fit })
 }
 
 /// `/context`, `/context full`, `/context last N`.
@@ -441,7 +462,10 @@ pub fn help(topic: Option<&str>) -> Result<String> {
     for (_, usage, what) in COMMANDS {
         text.push_str(&format!("  {usage:<width$}  {what}\n"));
     }
-    text.push_str("Ctrl-C cancels a request or clears the line; Ctrl-D leaves. Start a prompt with // to begin it with /.");
+    text.push_str(
+        "Alt-Enter, or a line ending in \\, continues a prompt on the next line; Tab completes (twice: lists).\n\
+         Ctrl-C cancels a request or clears the line; Ctrl-D leaves. Start a prompt with // to begin it with /.",
+    );
     Ok(text)
 }
 
@@ -482,8 +506,25 @@ mod tests {
         );
         assert_eq!(cmd("/resume fox"), Command::Load("fox".into()));
         assert_eq!(cmd("/EXIT"), Command::Quit);
-        assert_eq!(cmd("/show 3"), Command::Show(Some(3)));
+        assert_eq!(cmd("/show 3"), Command::Show(Some("3".into())));
+        assert_eq!(cmd("/show @3b"), Command::Show(Some("3b".into())));
         assert_eq!(cmd("/open"), Command::Open(None));
+        assert_eq!(
+            cmd("/delete fox --yes"),
+            Command::Delete {
+                name: "fox".into(),
+                yes: true
+            }
+        );
+        assert_eq!(
+            cmd("/model gemini-3-pro-image --fit"),
+            Command::Model {
+                id: Some("gemini-3-pro-image".into()),
+                fit: true
+            }
+        );
+        assert_eq!(cmd("/preview OFF"), Command::Preview("off".into()));
+        assert!("/preview maybe".parse::<Line>().is_err());
         assert!("/open x".parse::<Line>().is_err());
         assert_eq!(cmd("/save"), Command::Save(None));
         assert_eq!(cmd("/history --all"), Command::Tree);

@@ -1,0 +1,443 @@
+//! A turn: the request built from the stored history (and checked against the limits), sent, the answer
+//! recorded in one transaction, and its images written beside the session's earlier ones. Where a turn is
+//! decided (`build_request`), recorded (`record`) and written (`write_images`), each in one place.
+
+use std::cell::Cell;
+use std::time::Instant;
+
+use anyhow::{Context as _, Result, bail};
+
+use super::context;
+use super::events::{Event, Events};
+use super::files;
+use super::images::{self, AnswerImage};
+use super::listing::ImageFile;
+use super::session::Session;
+use super::{Cancel, Cancelled, Engine};
+use crate::gemini::outcome::{Outcome, Refusal, classify};
+use crate::gemini::types::UsageMetadata;
+use crate::gemini::{Content, GenerateContentRequest, GenerateContentResponse, Progress, models};
+use crate::store::{NewTurn, Take, TurnMeta};
+
+/// The model refused or returned nothing usable: nothing was recorded, and the attachments were kept.
+#[derive(Debug, thiserror::Error)]
+#[error("{explanation}{}", kept_note(*kept))]
+pub struct Refused {
+    /// `blockReason` or `finishReason` (`IMAGE_SAFETY`, `NO_IMAGE`, ...).
+    pub reason: String,
+    /// The reason in words, with the server's message (raw: a face sanitises it).
+    pub explanation: String,
+    pub usage: Option<UsageMetadata>,
+    /// How many attachments are kept for the next try.
+    pub kept: usize,
+}
+
+fn kept_note(kept: usize) -> String {
+    match kept {
+        0 => String::new(),
+        1 => "; the attachment is kept for the next try".to_string(),
+        n => format!("; the {n} attachments are kept for the next try"),
+    }
+}
+
+/// A finished turn, recorded.
+#[derive(Debug, Clone)]
+pub struct TurnReport {
+    /// The session it was recorded in (another one than asked when another peel moved the head meanwhile).
+    pub session: String,
+    pub turn: i64,
+    pub label: String,
+    /// The answer's text and thought summaries, as received (a face sanitises them).
+    pub text: String,
+    pub thoughts: String,
+    /// Whether the text and thoughts were already reported as `Event::Text`/`Event::Thought` while streaming.
+    pub streamed: bool,
+    pub images: Vec<ImageFile>,
+    /// Answer images that are not decodable images (kept in the history, not written).
+    pub undecodable: usize,
+    /// Images that could not be written (the turn is recorded all the same; `/show` writes them again).
+    pub unwritten: Vec<String>,
+    pub meta: TurnMeta,
+}
+
+/// A response and how the request went.
+struct Answer {
+    response: GenerateContentResponse,
+    elapsed_ms: u64,
+    streamed: bool,
+}
+
+impl Engine {
+    /// A prompt: the session's history plus this prompt and the attachments, sent; the answer recorded and its
+    /// images written.
+    pub fn prompt(
+        &mut self,
+        prompt: &str,
+        events: &dyn Events,
+        cancel: &Cancel,
+    ) -> Result<TurnReport> {
+        if prompt.trim().is_empty() && self.session.attachments.is_empty() {
+            bail!("an empty prompt: say what to draw or change");
+        }
+        let user = self.session.user_content(prompt);
+        let head = self.session.head();
+        let result = self.send_turn(user, head, prompt, events, cancel);
+        self.failed_prompt = result.is_err().then(|| prompt.to_string());
+        result
+    }
+
+    /// Sends the history up to `parent` plus `user` and records the answer under `parent`: normally the head, or
+    /// the content before the last turn for another take.
+    pub(super) fn send_turn(
+        &mut self,
+        user: Content,
+        parent: Option<i64>,
+        prompt: &str,
+        events: &dyn Events,
+        cancel: &Cancel,
+    ) -> Result<TurnReport> {
+        let (request, size) = self.build_request(&user, parent)?;
+        let model = self.session.settings.model.clone();
+        let answer = self.ask(&model, &request, events, cancel)?;
+        let (model_version, response_id) = (
+            answer.response.model_version.clone(),
+            answer.response.response_id.clone(),
+        );
+        let (content, finish_reason, usage, sources) = match classify(answer.response) {
+            Outcome::Answer {
+                content,
+                finish_reason,
+                usage,
+                sources,
+            } => (content, finish_reason, usage, sources),
+            Outcome::Refused(refusal) => return Err(self.refused(refusal).into()),
+        };
+        let decoded = images::answer_images(&content);
+        let settings = &self.session.settings;
+        let meta = TurnMeta {
+            settings: Some(settings.clone()),
+            finish_reason,
+            cost_usd: cost(
+                &model,
+                settings.size.as_deref(),
+                decoded.len(),
+                usage.as_ref(),
+            ),
+            usage,
+            elapsed_ms: answer.elapsed_ms,
+            model_version,
+            response_id,
+            images: decoded.iter().map(|i| i.meta.clone()).collect(),
+            request_bytes: size.bytes,
+            sources,
+        };
+        let recorded = self.record(&user, &content, &meta, parent, prompt, events)?;
+        let (images, unwritten) = self.write_images(&recorded.label, decoded);
+        if recorded.take.of == 2 {
+            self.relabel_first_take(recorded.user_id, recorded.turn, events);
+        }
+        Ok(TurnReport {
+            session: self.session.name().to_string(),
+            turn: recorded.turn,
+            label: recorded.label,
+            undecodable: content.answer_images().count() - images.len() - unwritten.len(),
+            text: content.answer_text(),
+            thoughts: content.thought_text(),
+            streamed: answer.streamed,
+            images,
+            unwritten,
+            meta,
+        })
+    }
+
+    /// The request for `user` after the history up to `parent`, as the context policy trims it, checked against
+    /// the limits before anything is sent. Large values stay in the store as placeholders until the body streams.
+    pub(super) fn build_request(
+        &self,
+        user: &Content,
+        parent: Option<i64>,
+    ) -> Result<(GenerateContentRequest, context::Measure)> {
+        let mut contents = self.store.contents_by_reference(parent)?;
+        contents.push(user.clone());
+        let settings = &self.session.settings;
+        let contents = settings.context.apply(contents);
+        let references = contents
+            .iter()
+            .filter(|c| !c.is_model())
+            .flat_map(|c| &c.parts)
+            .filter(|p| p.inline_data.is_some())
+            .count();
+        let max = models::info(&settings.model)
+            .map_or(models::MAX_REFERENCE_IMAGES, |m| m.max_reference_images);
+        if references > max {
+            bail!(
+                "not sent: {} takes at most {max} reference images in one request, and this one would carry \
+                 {references}; /detach drops the attachments, /context last N sends fewer earlier turns",
+                settings.model
+            );
+        }
+        let request = GenerateContentRequest {
+            contents,
+            generation_config: settings.generation_config()?,
+            tools: settings.tools(),
+            system_instruction: None,
+        };
+        let size = context::measure(&request, &settings.model, &self.blobs)?;
+        if let Some(over) = size.over(&self.limits()) {
+            bail!("not sent: {over}; {}", self.advice(user, parent)?);
+        }
+        Ok((request, size))
+    }
+
+    /// Sends the request until it answers, fails, or `cancel` fires, reporting progress as events.
+    fn ask(
+        &self,
+        model: &str,
+        request: &GenerateContentRequest,
+        events: &dyn Events,
+        cancel: &Cancel,
+    ) -> Result<Answer> {
+        // Whether this attempt reported any of its answer yet: a retry after that voids what was shown.
+        let shown = Cell::new(false);
+        let streamed = Cell::new(false);
+        let progress = |p: Progress<'_>| match p {
+            Progress::Thought(text) => {
+                shown.set(true);
+                streamed.set(true);
+                events.emit(Event::Thought(text));
+            }
+            Progress::Text(text) => {
+                shown.set(true);
+                streamed.set(true);
+                events.emit(Event::Text(text));
+            }
+            Progress::Sending { url, bytes } => events.emit(Event::Sending {
+                url,
+                bytes: bytes as u64,
+            }),
+            Progress::Retrying {
+                wait,
+                attempt,
+                attempts,
+                reason,
+            } => {
+                if shown.replace(false) {
+                    events.emit(Event::AttemptRestarted);
+                }
+                events.emit(Event::Retrying {
+                    wait,
+                    attempt,
+                    attempts,
+                    reason: &reason,
+                });
+            }
+        };
+        let started = Instant::now();
+        let answer = self.runtime.block_on(async {
+            tokio::select! {
+                response = self.backend.generate(model, request, &self.blobs, self.stream, &progress) => Some(response),
+                () = cancel.cancelled() => None,
+            }
+        });
+        let Some(response) = answer else {
+            return Err(Cancelled.into());
+        };
+        let response = response.context("the request failed; nothing was recorded")?;
+        Ok(Answer {
+            response,
+            elapsed_ms: started.elapsed().as_millis() as u64,
+            streamed: streamed.get(),
+        })
+    }
+
+    fn refused(&self, refusal: Refusal) -> Refused {
+        Refused {
+            explanation: refusal.explain().trim_end_matches('.').to_string(),
+            reason: refusal.reason,
+            usage: refusal.usage,
+            kept: self.session.attachments.len(),
+        }
+    }
+
+    /// Records the turn in one transaction and moves this session along (or onto the branch the store made when
+    /// another process had moved the head).
+    fn record(
+        &mut self,
+        user: &Content,
+        content: &Content,
+        meta: &TurnMeta,
+        parent: Option<i64>,
+        prompt: &str,
+        events: &dyn Events,
+    ) -> Result<Recorded> {
+        let head = self.session.head();
+        let session_id = self.session.ensure_stored(&self.store, prompt)?.id;
+        let turn = NewTurn {
+            user,
+            model: content,
+            meta,
+        };
+        let appended = self.store.append_turn(session_id, head, parent, turn)?;
+        self.session.attachments.clear();
+        match appended.branched_to {
+            Some(branch) => {
+                events.emit(Event::Warning(&format!(
+                    "another peel moved session {} while this turn ran; the turn was saved as session {}, now open",
+                    self.session.name(),
+                    branch.name
+                )));
+                let settings = self.session.settings.clone();
+                self.session = Session::open(branch, &self.out_root);
+                self.session.settings = settings;
+            }
+            None => {
+                let row = self
+                    .session
+                    .row
+                    .as_mut()
+                    .expect("ensure_stored just stored the session");
+                row.head_id = Some(appended.model_id);
+                row.redo.clear();
+            }
+        }
+        Ok(Recorded {
+            user_id: appended.user_id,
+            turn: appended.turn,
+            take: appended.take,
+            label: appended.take.label(appended.turn),
+        })
+    }
+
+    /// Writes a recorded turn's images into the session's folder. A failure here loses nothing (the turn is in
+    /// the database and `/show` writes the file again), so it is reported, not raised.
+    fn write_images(
+        &self,
+        label: &str,
+        decoded: Vec<AnswerImage>,
+    ) -> (Vec<ImageFile>, Vec<String>) {
+        let mut saved = Vec::new();
+        let mut unwritten = Vec::new();
+        for (index, image) in decoded.into_iter().enumerate() {
+            let path = files::output_path(
+                &self.session.out_root,
+                self.session.name(),
+                label,
+                index,
+                image.ext,
+            );
+            match files::write_new(&path, &image.bytes) {
+                Ok(path) => saved.push(ImageFile {
+                    path,
+                    meta: image.meta,
+                    bytes: image.bytes,
+                }),
+                Err(e) => unwritten.push(format!("{e:#}")),
+            }
+        }
+        (saved, unwritten)
+    }
+
+    /// A turn that just got its second take: its first take is now `3a`, no longer `3`. Its files, where peel
+    /// wrote them under the old name, follow.
+    fn relabel_first_take(&self, user_id: i64, number: i64, events: &dyn Events) {
+        let renamed = (|| -> Result<Vec<String>> {
+            let Some((first, maker)) = self.store.first_take(user_id)? else {
+                return Ok(Vec::new());
+            };
+            let content = Content {
+                role: Some("model".into()),
+                parts: self.store.parts(&first)?,
+                extra: Default::default(),
+            };
+            let mut dirs = vec![self.image_dir()];
+            if let Some(maker) = maker {
+                let root = maker
+                    .out_dir
+                    .clone()
+                    .unwrap_or_else(|| self.out_root.clone());
+                dirs.push(files::session_dir(&root, &maker.name));
+            }
+            dirs.dedup();
+            let (old, new) = (
+                Take { index: 0, of: 1 }.label(number),
+                Take { index: 0, of: 2 }.label(number),
+            );
+            let mut renamed = Vec::new();
+            for (index, image) in images::answer_images(&content).iter().enumerate() {
+                for dir in &dirs {
+                    let from = dir.join(files::file_name(&old, index, image.ext));
+                    let to = dir.join(files::file_name(&new, index, image.ext));
+                    if files::rename_ours(&from, &to, &image.bytes)? {
+                        renamed.push(format!("{} is now {}", from.display(), to.display()));
+                    }
+                }
+            }
+            Ok(renamed)
+        })();
+        match renamed {
+            Ok(renamed) if !renamed.is_empty() => events.emit(Event::Notice(&format!(
+                "turn {number} has two takes now: {}",
+                renamed.join(", ")
+            ))),
+            Ok(_) => {}
+            Err(e) => events.emit(Event::Warning(&format!(
+                "the first take of turn {number} keeps its old file name: {e:#}"
+            ))),
+        }
+    }
+}
+
+struct Recorded {
+    user_id: i64,
+    turn: i64,
+    take: Take,
+    label: String,
+}
+
+/// The estimated price of a turn: its images at the model's per-image price, plus input tokens where the price of
+/// those is known.
+fn cost(model: &str, size: Option<&str>, images: usize, usage: Option<&UsageMetadata>) -> f64 {
+    let Some(info) = models::info(model) else {
+        return 0.0;
+    };
+    let input = match (
+        info.input_price_per_m,
+        usage.and_then(|u| u.prompt_token_count),
+    ) {
+        (Some(price), Some(tokens)) => price * tokens as f64 / 1e6,
+        _ => 0.0,
+    };
+    images as f64 * info.image_price(size) + input
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cost_counts_images_and_known_input_prices() {
+        let usage = UsageMetadata {
+            prompt_token_count: Some(1_000_000),
+            ..UsageMetadata::default()
+        };
+        assert!((cost("gemini-3-pro-image", Some("4K"), 1, Some(&usage)) - 2.24).abs() < 1e-9);
+        assert!((cost("gemini-2.5-flash-image", None, 2, None) - 0.078).abs() < 1e-9);
+        assert_eq!(cost("unknown-model", None, 1, None), 0.0);
+    }
+
+    #[test]
+    fn refusals_say_what_is_kept() {
+        let refused = Refused {
+            reason: "IMAGE_SAFETY".into(),
+            explanation: "the image was filtered out for safety (IMAGE_SAFETY): blocked images"
+                .into(),
+            usage: None,
+            kept: 1,
+        };
+        assert_eq!(
+            refused.to_string(),
+            "the image was filtered out for safety (IMAGE_SAFETY): blocked images; the attachment is kept for \
+             the next try"
+        );
+    }
+}
