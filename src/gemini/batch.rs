@@ -264,6 +264,28 @@ fn result_of(value: Value, fallback_key: String) -> Result<BatchResult, GeminiEr
     Ok(BatchResult { key, result })
 }
 
+/// The body of `batchGenerateContent` with the requests inline, as the SDK builds it
+/// (`_CreateBatchJobParameters_to_mldev`; `tests/fixtures/sdk/batch-create-request.json` is its output).
+pub fn inline_batch_body(
+    display_name: &str,
+    requests: &[BatchRequest],
+) -> Result<Value, GeminiError> {
+    let inline: Vec<Value> = requests
+        .iter()
+        .map(|r| {
+            Ok(json!({
+                "request": serde_json::to_value(&r.request)?,
+                "metadata": {"key": r.key},
+            }))
+        })
+        .collect::<Result<_, serde_json::Error>>()
+        .map_err(|e| GeminiError::Malformed(e.to_string()))?;
+    Ok(json!({"batch": {
+        "displayName": display_name,
+        "inputConfig": {"requests": {"requests": inline}},
+    }}))
+}
+
 impl Client {
     fn batch_only(&self) -> Result<(), GeminiError> {
         match self.api() {
@@ -304,21 +326,7 @@ impl Client {
             self.base_url(),
             path_segment(model)
         );
-        let inline: Vec<Value> = batch
-            .requests
-            .iter()
-            .map(|r| {
-                Ok(json!({
-                    "request": serde_json::to_value(&r.request)?,
-                    "metadata": {"key": r.key},
-                }))
-            })
-            .collect::<Result<_, serde_json::Error>>()
-            .map_err(encode)?;
-        let inline_body = json!({"batch": {
-            "displayName": batch.display_name,
-            "inputConfig": {"requests": {"requests": inline}},
-        }});
+        let inline_body = inline_batch_body(batch.display_name, batch.requests)?;
         let body =
             Body::new(&inline_body.to_string(), blobs.clone()).map_err(GeminiError::Malformed)?;
         let (body, uploaded) = if body.len() <= batch.max_inline_bytes {
@@ -587,6 +595,68 @@ impl LineSplitter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn sdk_fixture(name: &str) -> Value {
+        serde_json::from_slice(&crate::test_support::fixture(&format!("sdk/{name}"))).unwrap()
+    }
+
+    #[test]
+    fn the_inline_body_is_the_one_the_sdk_sends() {
+        use crate::gemini::types::{Content, GenerationConfig, ImageConfig, Part};
+        let requests: Vec<BatchRequest> = ["a", "b", "c"]
+            .iter()
+            .map(|key| BatchRequest {
+                key: key.to_string(),
+                request: GenerateContentRequest {
+                    contents: vec![Content::user(vec![Part::text(format!(
+                        "a fox, take {key}"
+                    ))])],
+                    generation_config: GenerationConfig {
+                        response_modalities: vec!["TEXT".into(), "IMAGE".into()],
+                        image_config: Some(ImageConfig {
+                            aspect_ratio: Some("1:1".into()),
+                            image_size: None,
+                        }),
+                        thinking_config: None,
+                    },
+                    tools: Vec::new(),
+                    system_instruction: None,
+                },
+            })
+            .collect();
+        assert_eq!(
+            inline_batch_body("foxes", &requests).unwrap(),
+            sdk_fixture("batch-create-request.json")
+        );
+    }
+
+    #[test]
+    fn a_finished_job_reads_as_the_sdk_reads_it() {
+        let job = BatchJob::from_value(&sdk_fixture("batch-operation.json")).unwrap();
+        let sdk = sdk_fixture("batch-operation.sdk-view.json");
+        assert_eq!(job.name, sdk["name"]);
+        assert_eq!(job.state.as_str().replace("BATCH_", "JOB_"), sdk["state"]);
+        assert_eq!(job.display_name.as_deref(), sdk["display_name"].as_str());
+        assert_eq!(job.model.as_deref(), sdk["model"].as_str());
+        let Some(BatchOutput::Inline(list)) = &job.output else {
+            panic!("{:?}", job.output)
+        };
+        let results: Vec<BatchResult> = list
+            .iter()
+            .map(|v| result_of(v.clone(), String::new()).unwrap())
+            .collect();
+        let keys: Vec<&str> = results.iter().map(|r| r.key.as_str()).collect();
+        assert_eq!(json!(keys), sdk["keys"]);
+        let errors: Vec<Option<&str>> = results
+            .iter()
+            .map(|r| r.result.as_ref().err().map(|e| e.message.as_str()))
+            .collect();
+        assert_eq!(json!(errors), sdk["errors"]);
+        let response = results[0].result.as_ref().unwrap();
+        let part = &response.candidates[0].content.as_ref().unwrap().parts[0];
+        assert!(part.thought_signature.is_some() && part.inline_data.is_some());
+        assert_eq!(job.stats.successful_request_count, Some(1));
+    }
 
     #[test]
     fn states_parse_in_either_spelling_and_unknown_ones_survive() {

@@ -478,3 +478,116 @@ mod tests {
         ));
     }
 }
+
+/// The bodies the official SDK builds and reads (`tests/fixtures/sdk/`, written by its `make_fixtures.py` with
+/// google-genai 3.6.1's own models).
+#[cfg(test)]
+mod sdk_fixtures {
+    use super::*;
+    use crate::gemini::Progress;
+    use crate::gemini::interactions::events::Assembler;
+    use crate::gemini::interactions::types::{
+        CreateInteraction, Delivery, GenerationConfig, ImageResponseFormat,
+    };
+
+    const IMAGE: &str = "/9j/4AAQSkZJRgABAQAAAQABAAD/2wBDAAgGBgcGBQgHBwcJ";
+    const SIGNATURE: &str = "BwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyAhIiMkJSYn";
+
+    fn fixture(name: &str) -> Vec<u8> {
+        crate::test_support::fixture(&format!("sdk/{name}"))
+    }
+
+    fn fixture_json(name: &str) -> Value {
+        serde_json::from_slice(&fixture(name)).unwrap()
+    }
+
+    #[test]
+    fn a_turn_goes_out_as_the_sdk_sends_it() {
+        let user = Content::user(vec![
+            Part::text("make it night"),
+            Part::image("image/jpeg", IMAGE.into()),
+        ]);
+        let request = CreateInteraction {
+            model: "gemini-3-pro-image".into(),
+            input: vec![user_input(&user).unwrap()],
+            previous_interaction_id: Some("v1_previous".into()),
+            store: Some(true),
+            stream: Some(true),
+            response_format: Some(ImageResponseFormat {
+                aspect_ratio: Some("16:9".into()),
+                image_size: Some("2K".into()),
+                delivery: Some(Delivery::Inline),
+                ..ImageResponseFormat::new()
+            }),
+            generation_config: Some(GenerationConfig {
+                thinking_level: Some("high".into()),
+                thinking_summaries: Some("auto".into()),
+                ..GenerationConfig::default()
+            }),
+            ..CreateInteraction::default()
+        };
+        assert_eq!(
+            serde_json::to_value(&request).unwrap(),
+            fixture_json("interaction-create-request.json")
+        );
+    }
+
+    #[test]
+    fn a_stored_thread_goes_out_as_the_sdk_would_send_its_steps() {
+        let mut thought = Part::text("Planning");
+        thought.thought = Some(true);
+        let mut image = Part::image("image/jpeg", IMAGE.into());
+        image.thought_signature = Some(SIGNATURE.into());
+        let thread = [
+            Content::user(vec![Part::text("a red fox")]),
+            Content {
+                role: Some("model".into()),
+                parts: vec![thought, image],
+                extra: Map::new(),
+            },
+            Content::user(vec![Part::text("make it night")]),
+        ];
+        let request = CreateInteraction {
+            model: "gemini-3.1-flash-image".into(),
+            input: thread_steps(&thread).unwrap(),
+            store: Some(false),
+            ..CreateInteraction::default()
+        };
+        assert_eq!(
+            serde_json::to_value(&request).unwrap(),
+            fixture_json("interaction-thread-request.json")
+        );
+    }
+
+    #[test]
+    fn an_answer_and_its_stream_give_the_same_stored_turn() {
+        let answer: Interaction = serde_json::from_slice(&fixture("interaction.json")).unwrap();
+        let content = model_content(&answer).unwrap();
+        let mut thought = Part::text("**Planning the night scene**");
+        thought.thought = Some(true);
+        let mut text = Part::text("Here it is at night.");
+        text.thought_signature = Some(SIGNATURE.into());
+        assert_eq!(
+            content.parts,
+            [thought, text, Part::image("image/jpeg", IMAGE.into())]
+        );
+        let usage = usage_metadata(answer.usage.as_ref().unwrap());
+        assert_eq!(usage.prompt_token_count, Some(1690));
+        assert_eq!(usage.candidates_token_count, Some(1126));
+        assert_eq!(usage.thoughts_token_count, Some(180));
+        assert_eq!(usage.total_token_count, Some(2996));
+
+        let mut assembler = Assembler::new();
+        let quiet = |_: Progress<'_>| {};
+        for line in fixture("interaction-stream.jsonl").split(|&b| b == b'\n') {
+            if !line.is_empty() {
+                assembler.push_json(line, &quiet).unwrap();
+            }
+        }
+        let streamed = assembler.finish().unwrap();
+        assert_eq!(streamed.id, answer.id);
+        assert_eq!(streamed.steps, answer.steps);
+        assert_eq!(streamed.usage, answer.usage);
+        assert_eq!(model_content(&streamed).unwrap(), content);
+    }
+}
