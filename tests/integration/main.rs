@@ -14,6 +14,7 @@ mod interactions;
 mod providers;
 mod repl;
 mod retries;
+mod sdk_interop;
 mod streaming;
 mod switches;
 mod threads;
