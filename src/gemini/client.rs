@@ -70,6 +70,20 @@ impl Client {
             .connect_timeout(config.connect_timeout)
             .timeout(config.timeout)
             .user_agent(concat!("peel/", env!("CARGO_PKG_VERSION")))
+            // reqwest strips only `Authorization` and cookies when a redirect leaves the host: `x-goog-api-key`
+            // would follow to wherever a server points. Redirects are followed within one origin only; a redirect
+            // elsewhere comes back as the answer, for the caller to follow without the credential (or refuse).
+            .redirect(reqwest::redirect::Policy::custom(|attempt| {
+                let same_origin = attempt
+                    .previous()
+                    .last()
+                    .is_some_and(|previous| previous.origin() == attempt.url().origin());
+                if !same_origin || attempt.previous().len() > 10 {
+                    attempt.stop()
+                } else {
+                    attempt.follow()
+                }
+            }))
             .build()?;
         Ok(Client { http, config })
     }
@@ -185,6 +199,34 @@ impl Client {
         body: Option<&Body>,
         progress: &dyn Fn(Progress<'_>),
     ) -> Result<reqwest::Response, GeminiError> {
+        let response = self.send_raw(method, url, headers, body, progress).await?;
+        self.success(response).await
+    }
+
+    /// The answer of a 2xx; any other status as [`GeminiError::Api`].
+    pub(super) async fn success(
+        &self,
+        response: reqwest::Response,
+    ) -> Result<reqwest::Response, GeminiError> {
+        let status = response.status();
+        if !status.is_success() {
+            let bytes = response.bytes().await.map_err(|e| self.transport(e))?;
+            return Err(GeminiError::Api(
+                self.scrub(ApiError::from_body(status.as_u16(), &bytes)),
+            ));
+        }
+        Ok(response)
+    }
+
+    /// [`Client::send`] without the status check: a redirect to another origin comes back as it is.
+    pub(super) async fn send_raw(
+        &self,
+        method: Method,
+        url: &str,
+        headers: &HeaderMap,
+        body: Option<&Body>,
+        progress: &dyn Fn(Progress<'_>),
+    ) -> Result<reqwest::Response, GeminiError> {
         let mut refreshed = false;
         let response = loop {
             let mut url = url.to_string();
@@ -218,13 +260,6 @@ impl Client {
             }
             break response;
         };
-        let status = response.status();
-        if !status.is_success() {
-            let bytes = response.bytes().await.map_err(|e| self.transport(e))?;
-            return Err(GeminiError::Api(
-                self.scrub(ApiError::from_body(status.as_u16(), &bytes)),
-            ));
-        }
         Ok(response)
     }
 
@@ -268,14 +303,7 @@ impl Client {
             .send()
             .await
             .map_err(|e| self.transport(e))?;
-        let status = response.status();
-        if !status.is_success() {
-            let bytes = response.bytes().await.map_err(|e| self.transport(e))?;
-            return Err(GeminiError::Api(
-                self.scrub(ApiError::from_body(status.as_u16(), &bytes)),
-            ));
-        }
-        Ok(response)
+        self.success(response).await
     }
 
     /// reqwest's errors print the URL, which may carry the key: keep only the host and the causes.

@@ -26,13 +26,17 @@ use crate::support::fake_gemini::{FakeGemini, Reply, SignatureSize};
 
 pub const MODEL: &str = "gemini-3-pro-image";
 
-/// A client of `server` with its key, quick retries and the given request budget.
+/// A client of `server` with its key and quick retries.
 pub fn client(server: &FakeGemini) -> Client {
+    client_for(server.url(), server.api_key())
+}
+
+fn client_for(base_url: &str, key: &str) -> Client {
     Client::new(ClientConfig {
-        base_url: server.url().to_string(),
+        base_url: base_url.to_string(),
         api: Api::Gemini,
         credential: Credential::Key {
-            key: Secret::new(server.api_key()),
+            key: Secret::new(key),
             auth: Auth::Header,
         },
         connect_timeout: Duration::from_secs(5),
@@ -422,5 +426,88 @@ async fn what_the_model_does_not_take_is_refused_like_on_generate_content() {
     assert!(
         error.to_string().contains("Unknown name \"previous_id\""),
         "{error}"
+    );
+}
+
+/// A server on loopback that answers every request with `answer` and counts requests carrying the key.
+async fn tiny_server(
+    answer: impl Fn() -> axum::response::Response + Clone + Send + Sync + 'static,
+    keys_seen: Arc<std::sync::atomic::AtomicUsize>,
+) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let app = axum::Router::new().fallback(move |headers: axum::http::HeaderMap| {
+        let answer = answer.clone();
+        let keys_seen = keys_seen.clone();
+        async move {
+            if headers.contains_key("x-goog-api-key") {
+                keys_seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+            answer()
+        }
+    });
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    url
+}
+
+#[tokio::test]
+async fn the_key_never_follows_a_redirect_to_another_server() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let elsewhere_keys = Arc::new(AtomicUsize::new(0));
+    let elsewhere = tiny_server(
+        || axum::response::IntoResponse::into_response("image bytes"),
+        elsewhere_keys.clone(),
+    )
+    .await;
+    let target = format!("{elsewhere}/image.jpg");
+    let home_keys = Arc::new(AtomicUsize::new(0));
+    let home = tiny_server(
+        move || {
+            axum::response::IntoResponse::into_response((
+                axum::http::StatusCode::FOUND,
+                [(axum::http::header::LOCATION, target.clone())],
+            ))
+        },
+        home_keys.clone(),
+    )
+    .await;
+    // A client whose configured server is `home`: the key goes there, and nowhere else.
+    let config_client = client_for(&home, "the-key");
+    let error = config_client
+        .download_image(
+            &format!("{home}/v1beta/files/x:download?alt=media"),
+            1 << 20,
+        )
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("not https"), "{error}");
+    let error = config_client
+        .generate(
+            MODEL,
+            &GenerateContentRequest {
+                contents: vec![Content::user(vec![Part::text("a fox")])],
+                generation_config: GenerateConfig::default(),
+                tools: Vec::new(),
+                system_instruction: None,
+            },
+            &no_blobs(),
+            false,
+            &quiet,
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, GeminiError::Api(e) if e.http_status == 302),
+        "not followed"
+    );
+    assert_eq!(
+        home_keys.load(Ordering::SeqCst),
+        2,
+        "the key went to the configured server"
+    );
+    assert_eq!(
+        elsewhere_keys.load(Ordering::SeqCst),
+        0,
+        "and never elsewhere"
     );
 }

@@ -21,14 +21,18 @@ fn the_official_sdk_runs_against_the_fake() {
     let python = match sdk_venv("target/sdk-venv", "tests/sdk/requirements.txt") {
         Ok(python) => python,
         Err(why) if std::env::var_os("PEEL_REQUIRE_SDK").is_none() => {
-            eprintln!("SKIPPED the_official_sdk_runs_against_the_fake: the SDK could not be installed: {why}");
+            eprintln!(
+                "SKIPPED the_official_sdk_runs_against_the_fake: the SDK could not be installed: {why}"
+            );
             return;
         }
         Err(why) => panic!("PEEL_REQUIRE_SDK is set and the SDK could not be installed: {why}"),
     };
     let installed = installing.elapsed();
     // Small signatures keep the SDK's base64 checks quick; the sizes are not what is tested here.
-    let server = FakeGemini::builder().signature_size(SignatureSize::Chars(400)).start();
+    let server = FakeGemini::builder()
+        .signature_size(SignatureSize::Chars(400))
+        .start();
     server.set_batch_delay(Duration::from_millis(600));
     let home = tempfile::tempdir().unwrap();
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sdk/against_fake.py");
@@ -63,7 +67,11 @@ fn the_official_sdk_runs_against_the_fake() {
     assert_eq!(stream.first(), Some(&"interaction.created"));
     assert!(stream.contains(&"step.delta") && stream.contains(&"step.stop"));
     assert_eq!(report["get_steps"][0], "user_input");
-    let succeeded = json!(["JOB_STATE_PENDING", "JOB_STATE_RUNNING", "JOB_STATE_SUCCEEDED"]);
+    let succeeded = json!([
+        "JOB_STATE_PENDING",
+        "JOB_STATE_RUNNING",
+        "JOB_STATE_SUCCEEDED"
+    ]);
     assert_eq!(report["inline_states"], succeeded);
     assert_eq!(report["inline_keys"], json!(["cat", "dog"]));
     assert_eq!(report["file_states"], succeeded);
@@ -77,12 +85,21 @@ fn the_official_sdk_runs_against_the_fake() {
         .filter(|r| r.path == "/v1/interactions" && r.method == "POST")
         .collect();
     assert_eq!(creates.len(), 4, "three turns and the refused one");
-    assert_eq!(creates[1].json()["previous_interaction_id"], report["chain"][0]);
+    assert_eq!(
+        creates[1].json()["previous_interaction_id"],
+        report["chain"][0]
+    );
     assert_eq!(creates[1].json()["input"], "make it night");
-    assert!(requests.iter().all(|r| r.status.is_some_and(|s| s < 300) || r.path == "/v1/interactions"));
+    assert!(
+        requests
+            .iter()
+            .all(|r| r.status.is_some_and(|s| s < 300) || r.path == "/v1/interactions")
+    );
     let upload = requests
         .iter()
-        .find(|r| r.path == "/upload/v1/files" && r.header("x-goog-upload-command") == Some("start"))
+        .find(|r| {
+            r.path == "/upload/v1/files" && r.header("x-goog-upload-command") == Some("start")
+        })
         .expect("the SDK started a resumable upload");
     assert_eq!(upload.header("x-goog-upload-protocol"), Some("resumable"));
 }

@@ -7,7 +7,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use futures_util::StreamExt as _;
 use reqwest::Method;
-use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
+use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, LOCATION};
 
 use super::events::Assembler;
 use super::types::{Block, CreateInteraction, Interaction, Step};
@@ -192,7 +192,8 @@ impl Client {
     }
 
     /// The bytes at an image `uri`, at most `max_bytes` of them. The credential goes along only when the uri is on
-    /// the configured server; elsewhere it must be https and gets no credential.
+    /// the configured server; elsewhere (the uri itself, or where the server redirects) it must be https and gets
+    /// no credential.
     pub async fn download_image(
         &self,
         uri: &str,
@@ -200,24 +201,43 @@ impl Client {
     ) -> Result<DownloadedImage, GeminiError> {
         let url = reqwest::Url::parse(uri)
             .map_err(|e| GeminiError::Malformed(format!("an image uri that is not a URL: {e}")))?;
-        let same_origin = self.same_origin(&url);
-        if !same_origin && url.scheme() != "https" {
-            return Err(GeminiError::Malformed(format!(
-                "an image uri on another server that is not https ({})",
-                url.scheme()
-            )));
-        }
-        let host = url.host_str().unwrap_or("the image server").to_string();
         let quiet = |_: Progress<'_>| {};
         self.retry_policy()
             .run(&quiet, || async {
-                let response = if same_origin {
-                    self.send(Method::GET, url.as_str(), &HeaderMap::new(), None, &quiet)
-                        .await?
-                } else {
-                    self.get_without_credential(url.clone()).await?
-                };
-                self.read_bounded(response, max_bytes, &host).await
+                let mut url = url.clone();
+                if self.same_origin(&url) {
+                    let response = self
+                        .send_raw(Method::GET, url.as_str(), &HeaderMap::new(), None, &quiet)
+                        .await?;
+                    let elsewhere = response
+                        .status()
+                        .is_redirection()
+                        .then(|| response.headers().get(LOCATION).cloned())
+                        .flatten();
+                    match elsewhere {
+                        None => {
+                            let response = self.success(response).await?;
+                            return self.read_bounded(response, max_bytes, &url).await;
+                        }
+                        Some(location) => {
+                            url = location
+                                .to_str()
+                                .ok()
+                                .and_then(|l| url.join(l).ok())
+                                .ok_or_else(|| {
+                                    GeminiError::Malformed("a redirect to no valid URL".into())
+                                })?;
+                        }
+                    }
+                }
+                if url.scheme() != "https" {
+                    return Err(GeminiError::Malformed(format!(
+                        "an image on another server that is not https ({})",
+                        url.scheme()
+                    )));
+                }
+                let response = self.get_without_credential(url.clone()).await?;
+                self.read_bounded(response, max_bytes, &url).await
             })
             .await
     }
@@ -226,8 +246,9 @@ impl Client {
         &self,
         response: reqwest::Response,
         max_bytes: u64,
-        host: &str,
+        url: &reqwest::Url,
     ) -> Result<DownloadedImage, GeminiError> {
+        let host = url.host_str().unwrap_or("the image server");
         let too_big = || {
             GeminiError::Malformed(format!(
                 "the image at {host} is larger than {:.0} MB",
