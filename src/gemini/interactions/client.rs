@@ -378,6 +378,40 @@ mod tests {
     }
 
     #[test]
+    fn the_collection_url_of_each_api() {
+        use crate::gemini::auth::{Auth, Credential};
+        use crate::gemini::client::ClientConfig;
+        use crate::gemini::retry::RetryPolicy;
+        use crate::secret::Secret;
+        let url = |api: Api| {
+            Client::new(ClientConfig {
+                base_url: "https://h/".into(),
+                api,
+                credential: Credential::Key {
+                    key: Secret::new("k"),
+                    auth: Auth::Header,
+                },
+                connect_timeout: std::time::Duration::from_secs(1),
+                timeout: std::time::Duration::from_secs(1),
+                retry: RetryPolicy::default(),
+                max_request_bytes: 1,
+                vertex_image_config: Default::default(),
+            })
+            .unwrap()
+            .interactions_url()
+        };
+        assert_eq!(url(Api::Gemini), "https://h/v1beta/interactions");
+        assert_eq!(
+            url(Api::Vertex {
+                project: "p".into(),
+                location: "us-central1".into()
+            }),
+            "https://h/v1beta1/projects/p/locations/us-central1/interactions"
+        );
+        assert_eq!(url(Api::VertexExpress), "https://h/v1beta1/interactions");
+    }
+
+    #[test]
     fn ids_are_escaped_as_one_segment() {
         assert_eq!(path_segment("v1_Ch-abc.9~"), "v1_Ch-abc.9~");
         assert_eq!(path_segment("a/b?c"), "a%2Fb%3Fc");
