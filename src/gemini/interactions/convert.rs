@@ -165,7 +165,18 @@ pub fn model_content(interaction: &Interaction) -> Result<Content, GeminiError> 
                     }
                 }
             }
-            Step::UserInput { .. } | Step::Other(_) => {}
+            Step::Other(value) => {
+                // Tool steps have no place in an image thread; a thought or output that did not parse would be
+                // a turn stored without part of itself.
+                let kind = value.get("type").and_then(Value::as_str).unwrap_or("");
+                if matches!(kind, "thought" | "model_output" | "user_input") {
+                    return Err(GeminiError::Malformed(format!(
+                        "a {kind} step that does not parse: {}",
+                        value.to_string().chars().take(200).collect::<String>()
+                    )));
+                }
+            }
+            Step::UserInput { .. } => {}
         }
     }
     if let Some(signature) = pending {
@@ -417,6 +428,25 @@ mod tests {
                 {"type": "model_output", "content": [
                     {"type": "image", "data": "SU1H", "mime_type": "image/jpeg"}]}
             ])
+        );
+    }
+
+    #[test]
+    fn a_known_step_that_does_not_parse_is_an_error() {
+        let broken: Step =
+            serde_json::from_value(json!({"type": "thought", "signature": 42})).unwrap();
+        assert!(matches!(broken, Step::Other(_)));
+        assert!(matches!(
+            model_content(&interaction(vec![broken])),
+            Err(GeminiError::Malformed(_))
+        ));
+        let tool: Step =
+            serde_json::from_value(json!({"type": "google_search_call", "arguments": {}})).unwrap();
+        assert!(
+            model_content(&interaction(vec![tool]))
+                .unwrap()
+                .parts
+                .is_empty()
         );
     }
 

@@ -100,6 +100,17 @@ pub enum Delta {
     Other(Value),
 }
 
+/// The `event_type`s of [`Event`]'s typed variants.
+const KNOWN_EVENTS: [&str; 7] = [
+    "interaction.created",
+    "interaction.completed",
+    "interaction.status_update",
+    "step.start",
+    "step.delta",
+    "step.stop",
+    "error",
+];
+
 /// Builds the interaction out of a stream's events, reporting thought summaries and text as they arrive.
 #[derive(Debug, Default)]
 pub struct Assembler {
@@ -171,8 +182,21 @@ impl Assembler {
                 }
             }
             Event::Error { error } => return Err(error_event(error.unwrap_or_default())),
-            // A kind of event this peel does not know carries nothing it needs.
-            Event::Other(_) => {}
+            Event::Other(value) => {
+                // A kind of event this peel does not know carries nothing it needs; a known kind that did not
+                // parse would lose part of the answer.
+                let kind = value
+                    .get("event_type")
+                    .and_then(Value::as_str)
+                    .unwrap_or("");
+                if KNOWN_EVENTS.contains(&kind) {
+                    return Err(GeminiError::Malformed(format!(
+                        "interaction stream event {}: a {kind} event that does not parse: {}",
+                        self.events,
+                        value.to_string().chars().take(200).collect::<String>()
+                    )));
+                }
+            }
         }
         Ok(())
     }
@@ -474,6 +498,13 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn a_known_event_that_does_not_parse_is_an_error_not_a_gap() {
+        let (result, _) = assemble(&[serde_json::json!({"event_type": "step.delta",
+            "delta": {"type": "text", "text": "no index"}})]);
+        assert!(matches!(result, Err(GeminiError::Malformed(m)) if m.contains("step.delta")));
     }
 
     #[test]
