@@ -4,8 +4,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt as _;
-use reqwest::StatusCode;
 use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderMap, HeaderValue};
+use reqwest::{Method, StatusCode};
 use serde_json::{Map, Value};
 
 use super::Progress;
@@ -70,6 +70,20 @@ impl Client {
             .connect_timeout(config.connect_timeout)
             .timeout(config.timeout)
             .user_agent(concat!("peel/", env!("CARGO_PKG_VERSION")))
+            // reqwest strips only `Authorization` and cookies when a redirect leaves the host: `x-goog-api-key`
+            // would follow to wherever a server points. Redirects are followed within one origin only; a redirect
+            // elsewhere comes back as the answer, for the caller to follow without the credential (or refuse).
+            .redirect(reqwest::redirect::Policy::custom(|attempt| {
+                let same_origin = attempt
+                    .previous()
+                    .last()
+                    .is_some_and(|previous| previous.origin() == attempt.url().origin());
+                if !same_origin || attempt.previous().len() > 10 {
+                    attempt.stop()
+                } else {
+                    attempt.follow()
+                }
+            }))
             .build()?;
         Ok(Client { http, config })
     }
@@ -130,13 +144,7 @@ impl Client {
             serde_json::to_string(&value).map_err(encode)?
         };
         let body = Body::new(&json, blobs.clone()).map_err(GeminiError::Malformed)?;
-        if body.len() > self.config.max_request_bytes as u64 {
-            return Err(GeminiError::TooLarge {
-                bytes: body.len() as usize,
-                limit: self.config.max_request_bytes,
-            });
-        }
-        Ok(body)
+        self.budgeted(body)
     }
 
     async fn attempt(
@@ -146,43 +154,10 @@ impl Client {
         stream: bool,
         progress: &dyn Fn(Progress<'_>),
     ) -> Result<GenerateContentResponse, GeminiError> {
-        let mut refreshed = false;
-        let response = loop {
-            let mut url = self.endpoint(model, stream);
-            let mut headers = HeaderMap::new();
-            headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-            self.config.credential.apply(&mut headers, &mut url)?;
-            headers.insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
-            progress(Progress::Sending {
-                url: &redact_url(&url),
-                bytes: body.len() as usize,
-            });
-            let response = self
-                .http
-                .post(&url)
-                .headers(headers)
-                // Streamed: images and signatures are read and base64-encoded as the bytes go out.
-                .body(reqwest::Body::wrap_stream(body.stream()))
-                .send()
-                .await
-                .map_err(|e| self.transport(e))?;
-            // An OAuth token can expire between turns: fetch a new one, once.
-            if response.status() == StatusCode::UNAUTHORIZED
-                && !refreshed
-                && self.config.credential.refresh()
-            {
-                refreshed = true;
-                continue;
-            }
-            break response;
-        };
-        let status = response.status();
-        if !status.is_success() {
-            let bytes = response.bytes().await.map_err(|e| self.transport(e))?;
-            return Err(GeminiError::Api(
-                self.scrub(ApiError::from_body(status.as_u16(), &bytes)),
-            ));
-        }
+        let url = self.endpoint(model, stream);
+        let response = self
+            .send(Method::POST, &url, &HeaderMap::new(), Some(body), progress)
+            .await?;
         if !stream {
             let bytes = response.bytes().await.map_err(|e| self.transport(e))?;
             return parse_response(&bytes);
@@ -212,8 +187,127 @@ impl Client {
         assembler.finish()
     }
 
+    /// One HTTP exchange with the credential applied (an OAuth token that expired between turns is fetched again,
+    /// once). A body goes out as JSON, streamed; `headers` are added as they are. The answer of a 2xx is returned
+    /// unread; any other status becomes [`GeminiError::Api`], its text scrubbed of the credential. The Gemini API,
+    /// the Interactions API, the Batch API and the Files API all go through here.
+    pub(super) async fn send(
+        &self,
+        method: Method,
+        url: &str,
+        headers: &HeaderMap,
+        body: Option<&Body>,
+        progress: &dyn Fn(Progress<'_>),
+    ) -> Result<reqwest::Response, GeminiError> {
+        let response = self.send_raw(method, url, headers, body, progress).await?;
+        self.success(response).await
+    }
+
+    /// The answer of a 2xx; any other status as [`GeminiError::Api`].
+    pub(super) async fn success(
+        &self,
+        response: reqwest::Response,
+    ) -> Result<reqwest::Response, GeminiError> {
+        let status = response.status();
+        if !status.is_success() {
+            let bytes = response.bytes().await.map_err(|e| self.transport(e))?;
+            return Err(GeminiError::Api(
+                self.scrub(ApiError::from_body(status.as_u16(), &bytes)),
+            ));
+        }
+        Ok(response)
+    }
+
+    /// [`Client::send`] without the status check: a redirect to another origin comes back as it is.
+    pub(super) async fn send_raw(
+        &self,
+        method: Method,
+        url: &str,
+        headers: &HeaderMap,
+        body: Option<&Body>,
+        progress: &dyn Fn(Progress<'_>),
+    ) -> Result<reqwest::Response, GeminiError> {
+        let mut refreshed = false;
+        let response = loop {
+            let mut url = url.to_string();
+            let mut all = headers.clone();
+            self.config.credential.apply(&mut all, &mut url)?;
+            let mut request = self.http.request(method.clone(), &url);
+            if let Some(body) = body {
+                if !all.contains_key(CONTENT_TYPE) {
+                    all.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                }
+                all.insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
+                progress(Progress::Sending {
+                    url: &redact_url(&url),
+                    bytes: body.len() as usize,
+                });
+                // Streamed: images and signatures are read and base64-encoded as the bytes go out.
+                request = request.body(reqwest::Body::wrap_stream(body.stream()));
+            }
+            let response = request
+                .headers(all)
+                .send()
+                .await
+                .map_err(|e| self.transport(e))?;
+            // An OAuth token can expire between turns: fetch a new one, once.
+            if response.status() == StatusCode::UNAUTHORIZED
+                && !refreshed
+                && self.config.credential.refresh()
+            {
+                refreshed = true;
+                continue;
+            }
+            break response;
+        };
+        Ok(response)
+    }
+
+    /// The base URL without a trailing slash.
+    pub(super) fn base_url(&self) -> &str {
+        self.config.base_url.trim_end_matches('/')
+    }
+
+    pub(super) fn api(&self) -> &Api {
+        &self.config.api
+    }
+
+    pub(super) fn retry_policy(&self) -> &RetryPolicy {
+        &self.config.retry
+    }
+
+    /// A request body checked against the size budget, as [`Client::generate`] checks its own.
+    pub(super) fn budgeted(&self, body: Body) -> Result<Body, GeminiError> {
+        if body.len() > self.config.max_request_bytes as u64 {
+            return Err(GeminiError::TooLarge {
+                bytes: body.len() as usize,
+                limit: self.config.max_request_bytes,
+            });
+        }
+        Ok(body)
+    }
+
+    /// Whether `url` is on the configured server (same scheme, host and port): only there may the credential go.
+    pub(super) fn same_origin(&self, url: &reqwest::Url) -> bool {
+        reqwest::Url::parse(&self.config.base_url).is_ok_and(|base| base.origin() == url.origin())
+    }
+
+    /// A plain GET that carries no credential: for URLs on other hosts (a generated image served from storage).
+    pub(super) async fn get_without_credential(
+        &self,
+        url: reqwest::Url,
+    ) -> Result<reqwest::Response, GeminiError> {
+        let response = self
+            .http
+            .get(url)
+            .send()
+            .await
+            .map_err(|e| self.transport(e))?;
+        self.success(response).await
+    }
+
     /// reqwest's errors print the URL, which may carry the key: keep only the host and the causes.
-    fn transport(&self, error: reqwest::Error) -> GeminiError {
+    pub(super) fn transport(&self, error: reqwest::Error) -> GeminiError {
         let host = reqwest::Url::parse(&self.config.base_url)
             .ok()
             .and_then(|u| u.host_str().map(str::to_string))

@@ -37,6 +37,14 @@ pub enum GeminiError {
     /// No credential to send: the key or token command failed.
     #[error("{0}")]
     Credential(String),
+    /// The Interactions API no longer has the conversation state a turn named with `previous_interaction_id`
+    /// (expired, stored with `store=false`, made with another key or project, deleted): the caller can send the
+    /// whole thread from its own store instead. `error` is the server's answer.
+    #[error("the server no longer has interaction {id}: {error}")]
+    InteractionGone { id: String, error: ApiError },
+    /// What was asked is not offered by this kind of server (the Batch and Files APIs on Vertex AI, say).
+    #[error("{0}")]
+    Unsupported(String),
     /// Every allowed attempt failed; the last failure says why.
     #[error("gave up after {attempts} attempts: {last}")]
     GaveUp {
@@ -209,7 +217,7 @@ impl ApiError {
             )
         } else if self.http_status == 429 && !self.is_retryable() {
             Some("the quota or prepaid credit is used up; waiting will not help")
-        } else if self.http_status == 404 {
+        } else if self.http_status == 404 && self.message.contains("models/") {
             Some("check the model id (-m); `peel --help` lists the known ones")
         } else if self.message.contains("thought_signature") {
             Some(

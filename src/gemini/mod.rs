@@ -1,9 +1,12 @@
 //! The wire: everything that knows what the Gemini protocol looks like. Nothing here touches SQLite or the terminal.
 
 pub mod auth;
+pub mod batch;
 pub mod body;
 pub mod client;
 pub mod error;
+pub mod files;
+pub mod interactions;
 pub mod models;
 pub mod outcome;
 pub mod retry;

@@ -434,7 +434,13 @@ fn run_sdk(python: &Path, server: &FakeGemini, script: &str, turns: usize) -> Cl
 
 /// The venv's python with the pinned SDK, made on first use; why not, when it cannot be had.
 fn sdk_python() -> Result<PathBuf, String> {
-    let venv = manifest_dir().join("target/bench-venv");
+    sdk_venv("target/bench-venv", "tests/bench/requirements.txt")
+}
+
+/// A venv at `venv` (relative to the crate) with the pinned `requirements` installed, made on first use; its python.
+/// Fails with the reason when python3 or PyPI is not there, so callers can skip.
+pub fn sdk_venv(venv: &str, requirements: &str) -> Result<PathBuf, String> {
+    let venv = manifest_dir().join(venv);
     let python = venv.join("bin/python");
     if !python.exists() {
         let made = Command::new("python3")
@@ -445,7 +451,7 @@ fn sdk_python() -> Result<PathBuf, String> {
             return Err(format!("`python3 -m venv {}` failed", venv.display()));
         }
     }
-    let requirements = manifest_dir().join("tests/bench/requirements.txt");
+    let requirements = manifest_dir().join(requirements);
     let pip = Command::new(venv.join("bin/pip"))
         .args(["install", "--quiet", "--disable-pip-version-check", "-r"])
         .arg(&requirements)

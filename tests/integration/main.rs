@@ -3,15 +3,18 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod batch;
 mod bench;
 mod bench_sdk;
 mod context;
 mod editing;
 mod fake_server;
 mod harness;
+mod interactions;
 mod providers;
 mod repl;
 mod retries;
+mod sdk_interop;
 mod streaming;
 mod switches;
 mod threads;

@@ -40,6 +40,13 @@ use image::{ExtendedColorType, ImageEncoder as _, RgbImage};
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 
+// The Interactions, Batch and Files APIs live in their own files; as child modules they reuse this file's checks,
+// images and signatures.
+#[path = "fake_batch.rs"]
+mod batch;
+#[path = "fake_interactions.rs"]
+mod interactions;
+
 /// The key a default server expects.
 pub const DEFAULT_API_KEY: &str = "test-key-123";
 
@@ -569,6 +576,8 @@ struct Shared {
     sent: Mutex<Vec<String>>,
     image_replies: AtomicU64,
     requests_seen: AtomicU64,
+    /// The Interactions, Batch and Files APIs' state.
+    more: interactions::MoreApis,
 }
 
 impl Shared {
@@ -583,6 +592,7 @@ impl Shared {
             sent: Mutex::default(),
             image_replies: AtomicU64::new(0),
             requests_seen: AtomicU64::new(0),
+            more: interactions::MoreApis::default(),
         }
     }
 
@@ -890,6 +900,11 @@ async fn answer(
     });
 
     let Some(endpoint) = endpoint.filter(|_| method == Method::POST) else {
+        if let Some(response) =
+            interactions::answer(shared, &method, &uri, &headers, &body, started).await
+        {
+            return (seq, response);
+        }
         let error = ApiError::new(
             404,
             "NOT_FOUND",
