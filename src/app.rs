@@ -17,7 +17,7 @@ use crate::images::{self, Attachment};
 use crate::render::{self, one_line, thousands};
 use crate::repl::command::{self, Command, Line};
 use crate::session::{Session, Turn};
-use crate::store::{ImageMeta, NewTurn, Store, TurnMeta};
+use crate::store::{ImageMeta, Store, TurnMeta};
 use crate::ui::Ui;
 
 /// Ctrl-C during a request: nothing was recorded.
@@ -116,6 +116,8 @@ impl App {
         parent: Option<i64>,
         prompt: &str,
     ) -> Result<()> {
+        // HOOK(hardening): a read-only database cannot keep the answer: refuse before anything is paid for.
+        self.store.refuse_if_read_only()?;
         let (request, size) = self.build_request(&user, parent)?;
         let model = self.session.settings.model.clone();
         let started = Instant::now();
@@ -241,32 +243,94 @@ impl App {
         parent: Option<i64>,
         prompt: &str,
     ) -> Result<(i64, String)> {
+        // HOOK(hardening): the answer is journaled durably before anything that can fail, then recorded with the
+        // journal entry's id (once, wherever it lands: on the head, a new branch, or a new session when this one was
+        // deleted meanwhile), and the entry is removed after the commit. If recording fails, the entry stays and the
+        // next peel records it (Store::recover_arrivals); the error says where the answer is kept.
         let head = self.session.head();
-        let session_id = self.session.ensure_stored(&self.store, prompt)?.id;
-        let turn = NewTurn {
-            user,
-            model: content,
-            meta,
+        let arrival = crate::store::journal::Arrival {
+            session: crate::store::journal::ArrivalSession {
+                id: self.session.row.as_ref().map(|r| r.id),
+                name: match (&self.session.row, &self.session.wanted_name) {
+                    (Some(row), _) => row.name.clone(),
+                    (None, Some(name)) => name.clone(),
+                    (None, None) => crate::session::auto_name(prompt),
+                },
+                created_at: self.session.row.as_ref().map(|r| r.created_at),
+            },
+            expected_head: head,
+            parent,
+            user: user.clone(),
+            model: content.clone(),
+            meta: meta.clone(),
         };
-        let appended = self.store.append_turn(session_id, head, parent, turn)?;
-        self.session.attachments.clear();
-        match appended.branched_to {
-            Some(branch) => {
-                self.ui.warn(&format!(
-                    "another peel moved session {} while this turn ran; the turn was saved as session {}, now open",
-                    self.session.name(),
-                    branch.name
-                ));
-                self.session = Session::open(branch);
+        let journal = self.store.journal();
+        let entry = match &journal {
+            Some(journal) => match journal.write(&arrival) {
+                Ok(entry) => Some(entry),
+                Err(e) => {
+                    self.ui.warn(&format!(
+                        "the answer could not be kept in the journal: {e:#}"
+                    ));
+                    None
+                }
+            },
+            None => None,
+        };
+        let entry_id = entry
+            .as_ref()
+            .map_or_else(crate::store::journal::new_entry_id, |e| e.id().to_string());
+        let recorded = match self.store.record_arrival(&entry_id, &arrival) {
+            Ok(recorded) => recorded,
+            Err(e) => {
+                let why = self.store.explain(&e).unwrap_or_else(|| format!("{e:#}"));
+                return Err(match &entry {
+                    Some(entry) => anyhow::anyhow!(
+                        "the answer arrived but could not be saved: {why}; it is kept in {} and the next peel on \
+                         this database records it",
+                        entry.path.display()
+                    ),
+                    None => anyhow::anyhow!("the answer arrived but could not be saved: {why}"),
+                });
             }
-            None => {
+        };
+        if let (Some(journal), Some(entry)) = (&journal, &entry)
+            && let Err(e) = journal.remove(entry)
+        {
+            self.ui.warn(&format!(
+                "{e:#} (the turn is saved; the entry will be skipped)"
+            ));
+        }
+        let appended = recorded.appended;
+        self.session.attachments.clear();
+        match recorded.placement {
+            crate::store::Placement::Head => {
                 let row = self
                     .session
                     .row
                     .as_mut()
-                    .expect("ensure_stored just stored the session");
+                    .expect("Placement::Head: the session was stored before this turn");
                 row.head_id = Some(appended.model_id);
                 row.redo.clear();
+            }
+            crate::store::Placement::NewSession | crate::store::Placement::AlreadyRecorded => {
+                self.session.row = Some(recorded.session);
+            }
+            crate::store::Placement::Branched { .. } => {
+                self.ui.warn(&format!(
+                    "another peel moved session {} while this turn ran; the turn was saved as session {}, now open",
+                    self.session.name(),
+                    recorded.session.name
+                ));
+                self.session = Session::open(recorded.session);
+            }
+            crate::store::Placement::Recreated { was, parent_kept } => {
+                self.ui.warn(&format!(
+                    "session {was} was deleted by another peel while this turn ran; the turn was saved as session {}{}, now open",
+                    recorded.session.name,
+                    if parent_kept { "" } else { " (without the deleted history)" }
+                ));
+                self.session = Session::open(recorded.session);
             }
         }
         Ok((

@@ -215,12 +215,43 @@ fn expand_home(path: &str) -> String {
     }
 }
 
-/// The database path: --db / PEEL_DB, else `<data dir>/peel/peel.db`.
+/// The database path: --db / PEEL_DB, else `<data dir>/peel/peel.db`. Only the default data folder is created: a
+/// folder given with --db or PEEL_DB must exist (a typo there must not start a new, empty database elsewhere).
 pub fn database_path(cli: &Cli) -> Result<PathBuf> {
-    match &cli.db {
-        Some(path) => Ok(path.clone()),
-        None => Ok(data_dir()?.join("peel.db")),
+    let Some(path) = &cli.db else {
+        let dir = data_dir()?;
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        return Ok(dir.join("peel.db"));
+    };
+    let source = if std::env::var_os("PEEL_DB").is_some_and(|v| v == path.as_os_str()) {
+        "PEEL_DB"
+    } else {
+        "--db"
+    };
+    if path.as_os_str().is_empty() {
+        return Err(usage_error(format!(
+            "{source} is empty: give it the path of a database"
+        )));
     }
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    if !dir.is_dir() {
+        return Err(usage_error(format!(
+            "the folder {} of the database given by {source} ({}) does not exist; create it first, or fix the path",
+            dir.display(),
+            path.display()
+        )));
+    }
+    if path.is_dir() {
+        return Err(usage_error(format!(
+            "{source} names a folder ({}); give it the path of a database file, e.g. {}",
+            path.display(),
+            path.join("peel.db").display()
+        )));
+    }
+    Ok(path.clone())
 }
 
 /// `<data dir>/peel`: the database and the REPL's line history.

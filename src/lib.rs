@@ -11,8 +11,10 @@ pub mod config;
 pub mod context;
 pub mod cost;
 pub mod export;
+pub mod files;
 pub mod gemini;
 pub mod images;
+pub mod names;
 pub mod offline;
 pub mod preview;
 pub mod render;
@@ -23,6 +25,7 @@ pub mod settings;
 pub mod store;
 pub mod tree;
 pub mod ui;
+pub mod untrusted;
 
 /// What the unit tests share.
 #[cfg(test)]
@@ -61,8 +64,15 @@ pub fn run(cli: Cli) -> Result<Outcome> {
             return Ok(Outcome::Done);
         }
         Some(Command::Sessions) => {
-            let store = Store::open(&config::database_path(&cli)?)?;
+            let mut store = Store::open(&config::database_path(&cli)?)?;
             let ui = Ui::new(true, false, cli.quiet, cli.preview);
+            // HOOK(hardening): recover the journal; say when the database is read-only.
+            for line in store.recover_arrivals()?.lines() {
+                ui.warn(&line);
+            }
+            if let Some(why) = store.read_only() {
+                ui.warn(&format!("{why}: nothing can be saved"));
+            }
             let app = App::new(
                 store,
                 Session::new(None, Default::default()),
@@ -106,7 +116,10 @@ pub fn run(cli: Cli) -> Result<Outcome> {
     let cfg = config::Config::load(&cli)?;
     let backend = config::backend(&cli, &cfg)?;
     let db_path = config::database_path(&cli)?;
-    let store = Store::open(&db_path)?;
+    let mut store = Store::open(&db_path)?;
+    // HOOK(hardening): answers an earlier peel could not record are recorded now (into their threads); a read-only
+    // database is opened for reading, and the person is told that nothing can be saved.
+    let recovery = store.recover_arrivals()?;
 
     let mut notices = Vec::new();
     let session = open_session(&cli, &cfg, &store, &mut notices)?;
@@ -116,10 +129,21 @@ pub fn run(cli: Cli) -> Result<Outcome> {
     for notice in &notices {
         app.ui.note(notice);
     }
+    // HOOK(hardening): what the recovery did, and the read-only note.
+    for line in recovery.lines() {
+        app.ui.warn(&line);
+    }
+    if let Some(why) = app.store.read_only() {
+        app.ui.warn(&format!(
+            "{why}: history, show, sessions and export work, but nothing can be saved"
+        ));
+    }
     if !cli.images.is_empty() {
         app.attach(&cli.images)?;
     }
-    if let Some(row) = &app.session.row {
+    if let Some(row) = &app.session.row
+        && app.store.read_only().is_none()
+    {
         app.store.touch(row.id)?;
     }
 

@@ -2,22 +2,8 @@
 
 use std::fmt::Write as _;
 
-/// Model and gateway text with terminal control sequences made harmless: ESC, other C0 controls (but newline and
-/// tab) and C1 controls are shown as visible escapes instead of being obeyed by the terminal.
-pub fn sanitize(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '\n' | '\t' => out.push(c),
-            '\r' => {}
-            c if c.is_control() => {
-                let _ = write!(out, "\\u{{{:x}}}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out
-}
+/// The one sanitiser for text from outside (see [`crate::untrusted`]).
+pub use crate::untrusted::sanitize;
 
 /// 1234567 → "1,234,567".
 pub fn thousands(n: u64) -> String {

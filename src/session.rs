@@ -137,21 +137,8 @@ impl Session {
     }
 }
 
-/// Session names are used as directory names and typed in commands: keep them plain.
-pub fn validate_name(name: &str) -> Result<()> {
-    let ok = !name.is_empty()
-        && name.len() <= 64
-        && !name.starts_with(['.', '-', '@'])
-        && name
-            .chars()
-            .all(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | '.' | '~'));
-    if !ok {
-        bail!(
-            "{name:?} is not a usable session name: use letters, digits, '-', '_', '.' or '~' (up to 64)"
-        );
-    }
-    Ok(())
-}
+/// Session names are used as directory names and typed in commands: keep them plain (one rule for every name).
+pub use crate::names::validate_session_name as validate_name;
 
 /// A readable name from the first prompt: its first few meaningful words ("a red fox at dawn" → "red-fox-dawn").
 pub fn auto_name(prompt: &str) -> String {

@@ -176,17 +176,7 @@ fn sensitive(value: &str) -> Result<HeaderValue, GeminiError> {
     Ok(header)
 }
 
-fn percent_encode(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
+use crate::untrusted::percent_encode;
 
 /// A URL safe to print: the value of any `key=` query parameter replaced by `***`.
 pub fn redact_url(url: &str) -> String {
