@@ -115,21 +115,9 @@ impl Client {
         request: &GenerateContentRequest,
         blobs: &Arc<dyn BlobSource>,
     ) -> Result<Body, GeminiError> {
-        let encode = |e: serde_json::Error| GeminiError::Malformed(e.to_string());
-        let json = if self.config.vertex_image_config.is_empty() {
-            serde_json::to_string(request).map_err(encode)?
-        } else {
-            let mut value = serde_json::to_value(request).map_err(encode)?;
-            let image = &mut value["generationConfig"]["imageConfig"];
-            if !image.is_object() {
-                *image = Value::Object(Map::new());
-            }
-            if let Value::Object(image) = image {
-                image.extend(self.config.vertex_image_config.clone());
-            }
-            serde_json::to_string(&value).map_err(encode)?
-        };
-        let body = Body::new(&json, blobs.clone()).map_err(GeminiError::Malformed)?;
+        let body =
+            Body::with_image_config(request, &self.config.vertex_image_config, blobs.clone())
+                .map_err(GeminiError::Malformed)?;
         if body.len() > self.config.max_request_bytes as u64 {
             return Err(GeminiError::TooLarge {
                 bytes: body.len() as usize,
