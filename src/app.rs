@@ -360,9 +360,18 @@ impl App {
         }
         let mut saved = Vec::new();
         for (index, image) in images.iter().enumerate() {
-            let path =
+            let wanted =
                 images::output_path(&self.out_dir, self.session.name(), label, index, image.ext);
-            images::write_atomically(&path, &image.bytes)?;
+            // HOOK(hardening): never overwrite a file peel did not write for this turn (a deleted session's, the
+            // person's own): the image goes to the next free name, and the person is told.
+            let path = images::write_new_image(&wanted, &image.bytes)?;
+            if path != wanted {
+                self.ui.warn(&format!(
+                    "{} was already there (not written by peel for this turn) and is left alone; the image is {}",
+                    wanted.display(),
+                    path.display()
+                ));
+            }
             self.ui.preview(&image.bytes);
             self.announce_path(&path, &image.meta);
             saved.push(path);

@@ -61,17 +61,23 @@ pub enum ReadError {
 /// metadata (which says 0 for `/proc` files and devices), so nothing past `max + 1` bytes is ever read.
 pub fn read_bounded(path: &Path, max: u64) -> Result<Vec<u8>, ReadError> {
     let file = open_regular(path).map_err(ReadError::Other)?;
-    let hint = file.metadata().map_or(0, |m| m.len()).min(max + 1);
+    let too_large = || ReadError::TooLarge {
+        path: path.display().to_string(),
+        limit: crate::render::bytes(max),
+    };
+    // A regular file's length is known: refuse a big one before reading any of it.
+    let size = file.metadata().map_or(0, |m| m.len());
+    if size > max {
+        return Err(too_large());
+    }
+    let hint = size.min(max + 1);
     let mut bytes = Vec::with_capacity(hint as usize);
     file.take(max + 1)
         .read_to_end(&mut bytes)
         .with_context(|| format!("cannot read {}", path.display()))
         .map_err(ReadError::Other)?;
     if bytes.len() as u64 > max {
-        return Err(ReadError::TooLarge {
-            path: path.display().to_string(),
-            limit: crate::render::bytes(max),
-        });
+        return Err(too_large());
     }
     Ok(bytes)
 }

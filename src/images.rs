@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
@@ -75,21 +75,19 @@ pub struct Attachment {
 impl Attachment {
     /// Reads and checks a file: it must exist, be readable, not be huge, and be an image by its bytes.
     pub fn read(path: &Path) -> Result<Attachment> {
-        let meta =
-            std::fs::metadata(path).with_context(|| format!("cannot attach {}", path.display()))?;
-        if meta.is_dir() {
-            bail!("cannot attach {}: it is a directory", path.display());
-        }
-        if meta.len() > MAX_ATTACHMENT_BYTES {
-            bail!(
-                "cannot attach {}: {} is over the {} limit for one image; scale it down first",
-                path.display(),
-                crate::render::bytes(meta.len()),
-                crate::render::bytes(MAX_ATTACHMENT_BYTES)
-            );
-        }
+        // Regular files only, opened without blocking (a FIFO would wait for a writer forever), and the size checked
+        // as the bytes are read (a device or /proc file says 0 in its metadata).
         let bytes =
-            std::fs::read(path).with_context(|| format!("cannot attach {}", path.display()))?;
+            crate::files::read_bounded(path, MAX_ATTACHMENT_BYTES).map_err(|e| match e {
+                crate::files::ReadError::TooLarge { .. } => anyhow::anyhow!(
+                    "cannot attach {}: it is over the {} limit for one image; scale it down first",
+                    path.display(),
+                    crate::render::bytes(MAX_ATTACHMENT_BYTES)
+                ),
+                crate::files::ReadError::Other(e) => {
+                    e.context(format!("cannot attach {}", path.display()))
+                }
+            })?;
         let Some((mime, _)) = sniff(&bytes) else {
             bail!(
                 "cannot attach {}: not an image (png, jpeg, webp, gif, heic, heif or avif)",
@@ -202,14 +200,16 @@ fn safe_dir_name(name: &str) -> String {
     }
 }
 
-/// Writes a file whole or not at all (a reader never sees half an image).
+/// Writes a new file whole or not at all (a reader never sees half an image), through an exclusive temp file with an
+/// unpredictable name; never replaces or follows anything at `path` (fails with [`crate::files::Exists`]).
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().context("an output path has no directory")?;
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let tmp = path.with_extension("part");
-    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
+    crate::files::write_new(path, bytes)
+}
+
+/// Writes a turn's image at `path`, or, when a file peel did not write for this turn is there (a deleted session's,
+/// the person's own), at the next free name `3~2.jpg`. Returns where it went: the caller says so when it moved.
+pub fn write_new_image(path: &Path, bytes: &[u8]) -> Result<PathBuf> {
+    crate::files::write_new_or_next(path, bytes)
 }
 
 #[cfg(test)]
