@@ -9,6 +9,7 @@ mod context;
 mod editing;
 mod fake_server;
 mod harness;
+mod hostile;
 mod providers;
 mod repl;
 mod retries;
