@@ -27,6 +27,9 @@ pub mod tree;
 pub mod ui;
 pub mod untrusted;
 
+#[cfg(test)]
+mod fuzz_tests;
+
 /// What the unit tests share.
 #[cfg(test)]
 pub(crate) mod test_support {
