@@ -374,3 +374,85 @@ fn a_full_disk_keeps_the_answer_in_the_journal() {
     drop(conn);
     drop(disk);
 }
+
+/// Issue 9: a new session reusing a deleted session's name replaced `out/fox/1.png`; `peel export` replaced a file
+/// the person had in the folder, and followed a planted link out of it.
+#[test]
+fn files_peel_did_not_write_are_left_alone() {
+    let sandbox = Sandbox::bare();
+    sandbox
+        .run(&["--offline", "-s", "fox", "a red fox"], "")
+        .expect_code(0);
+    let first = sandbox.out().join("fox/1.jpg");
+    let before = std::fs::read(&first).unwrap();
+    sandbox
+        .run(&["--offline", "-s", "other"], "/delete fox\n")
+        .expect_code(0);
+    let run = sandbox
+        .run(&["--offline", "-s", "fox", "a blue fox"], "")
+        .expect_code(0);
+    assert_eq!(
+        std::fs::read(&first).unwrap(),
+        before,
+        "the old image is untouched"
+    );
+    assert!(run.stderr.contains("was already there"), "{}", run.stderr);
+    assert_eq!(
+        run.stdout.trim(),
+        sandbox.out().join("fox/1~2.jpg").display().to_string()
+    );
+
+    let folder = sandbox.path("ex");
+    std::fs::create_dir(&folder).unwrap();
+    std::fs::write(folder.join("transcript.md"), "mine").unwrap();
+    let outside = sandbox.path("outside.txt");
+    std::fs::write(&outside, "precious").unwrap();
+    std::os::unix::fs::symlink(&outside, folder.join("thread.json")).unwrap();
+    let run = sandbox
+        .run(&["export", "fox", folder.to_str().unwrap()], "")
+        .expect_code(1);
+    assert!(
+        run.stderr.contains("transcript.md") && run.stderr.contains("thread.json"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        std::fs::read_to_string(folder.join("transcript.md")).unwrap(),
+        "mine"
+    );
+    assert_eq!(std::fs::read_to_string(&outside).unwrap(), "precious");
+    assert!(!folder.join("1.jpg").exists(), "nothing was written");
+    // Into a new folder it works.
+    sandbox
+        .run(
+            &["export", "fox", sandbox.path("ex2").to_str().unwrap()],
+            "",
+        )
+        .expect_code(0);
+}
+
+#[test]
+fn database_paths_and_variables_are_named_right() {
+    let sandbox = Sandbox::bare();
+    let mut command = sandbox.peel(&["sessions"]);
+    command.env("PEEL_DB", "");
+    let run = sandbox.run_command(command, "").expect_code(2);
+    assert!(
+        run.stderr.contains("PEEL_DB is set but empty") && !run.stderr.contains("--db"),
+        "{}",
+        run.stderr
+    );
+    let typo = sandbox.path("no-such-folder/peel.db");
+    let mut command = sandbox.peel(&["sessions"]);
+    command.env("PEEL_DB", &typo);
+    let run = sandbox.run_command(command, "").expect_code(2);
+    assert!(
+        run.stderr.contains("does not exist") && run.stderr.contains("PEEL_DB"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        !sandbox.path("no-such-folder").exists(),
+        "no new folder, no new empty database"
+    );
+}
