@@ -125,6 +125,31 @@ pub struct Cli {
     pub verbose: bool,
 }
 
+/// The variables the flags read. Set but empty, clap would blame the flag ("a value is required for '--db'") when
+/// the person never typed it: name the variable instead.
+pub const FLAG_VARIABLES: &[&str] = &[
+    "PEEL_OUT",
+    "PEEL_DB",
+    "PEEL_CONFIG",
+    "PEEL_PROFILE",
+    "PEEL_BASE_URL",
+    "PEEL_PREVIEW",
+    "GOOGLE_CLOUD_PROJECT",
+    "GOOGLE_CLOUD_LOCATION",
+];
+
+/// Checks the environment before the arguments are parsed: a variable the flags read that is set but empty.
+pub fn check_environment() -> Result<(), String> {
+    for name in FLAG_VARIABLES {
+        if std::env::var_os(name).is_some_and(|v| v.is_empty()) {
+            return Err(format!(
+                "{name} is set but empty: unset it, or give it a value"
+            ));
+        }
+    }
+    Ok(())
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// List sessions (name, turns, updated, last prompt)

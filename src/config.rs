@@ -10,12 +10,22 @@ use serde_json::{Map, Value, json};
 
 use crate::cli::Cli;
 use crate::face::preview::PreviewMode;
-use crate::gemini::auth::{self, Credential, DEFAULT_TOKEN_CMD, TokenCommand};
+use crate::gemini::auth::{self, Credential, DEFAULT_TOKEN_CMD, HelperOptions, TokenCommand};
 use crate::gemini::client::{self, Api, DEFAULT_BASE_URL};
 use crate::gemini::retry::RetryPolicy;
 use crate::gemini::{Auth, Backend, Client, ClientConfig, models};
 use crate::secret::Secret;
 use crate::settings::Settings;
+
+/// The largest answer read, in MB: a 4K image with its signature and thought images is well under it, and an
+/// answer that never ends stops here (with peel's own memory under 100 MB).
+pub const DEFAULT_MAX_RESPONSE_MB: u64 = 64;
+
+/// Seconds an answer may send nothing (streams send thought summaries as the model works).
+pub const DEFAULT_IDLE_TIMEOUT_S: u64 = 180;
+
+/// Seconds `api_key_cmd` and `token_cmd` may run (gcloud can take a few).
+pub const DEFAULT_CMD_TIMEOUT_S: u64 = 30;
 
 /// Variables that may hold the key, in the order they are tried.
 pub const KEY_VARIABLES: &[&str] = &["GEMINI_API_KEY", "GOOGLE_API_KEY"];
@@ -56,6 +66,12 @@ pub struct ProfileConfig {
     pub connect_timeout: Option<u64>,
     /// Seconds for a whole request, answer included.
     pub timeout: Option<u64>,
+    /// The largest answer read, in MB (a bigger one is not read further).
+    pub max_response_mb: Option<u64>,
+    /// Seconds an answer may send nothing before it is given up.
+    pub idle_timeout: Option<u64>,
+    /// Seconds `api_key_cmd` and `token_cmd` may run.
+    pub cmd_timeout: Option<u64>,
     pub stream: Option<bool>,
     pub thoughts: Option<bool>,
     pub search: Option<bool>,
@@ -89,6 +105,9 @@ impl ProfileConfig {
             backoff_ms: self.backoff_ms.or(base.backoff_ms),
             connect_timeout: self.connect_timeout.or(base.connect_timeout),
             timeout: self.timeout.or(base.timeout),
+            max_response_mb: self.max_response_mb.or(base.max_response_mb),
+            idle_timeout: self.idle_timeout.or(base.idle_timeout),
+            cmd_timeout: self.cmd_timeout.or(base.cmd_timeout),
             stream: self.stream.or(base.stream),
             thoughts: self.thoughts.or(base.thoughts),
             search: self.search.or(base.search),
@@ -224,12 +243,43 @@ fn expand_home(path: &str) -> String {
     }
 }
 
-/// The database path: --db / PEEL_DB, else `<data dir>/peel/peel.db`.
+/// The database path: --db / PEEL_DB, else `<data dir>/peel/peel.db`. Only the default data folder is created: a
+/// folder given with --db or PEEL_DB must exist (a typo there must not start a new, empty database elsewhere).
 pub fn database_path(cli: &Cli) -> Result<PathBuf> {
-    match &cli.db {
-        Some(path) => Ok(path.clone()),
-        None => Ok(data_dir()?.join("peel.db")),
+    let Some(path) = &cli.db else {
+        let dir = data_dir()?;
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        return Ok(dir.join("peel.db"));
+    };
+    let source = if std::env::var_os("PEEL_DB").is_some_and(|v| v == path.as_os_str()) {
+        "PEEL_DB"
+    } else {
+        "--db"
+    };
+    if path.as_os_str().is_empty() {
+        return Err(usage_error(format!(
+            "{source} is empty: give it the path of a database"
+        )));
     }
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    if !dir.is_dir() {
+        return Err(usage_error(format!(
+            "the folder {} of the database given by {source} ({}) does not exist; create it first, or fix the path",
+            dir.display(),
+            path.display()
+        )));
+    }
+    if path.is_dir() {
+        return Err(usage_error(format!(
+            "{source} names a folder ({}); give it the path of a database file, e.g. {}",
+            path.display(),
+            path.join("peel.db").display()
+        )));
+    }
+    Ok(path.clone())
 }
 
 /// `<data dir>/peel`: the database and the REPL's line history.
@@ -337,11 +387,16 @@ pub fn backend(cli: &Cli, config: &Config) -> Result<Backend> {
         )));
     }
     let vertex_image_config = vertex_image_config(values, vertex, config.profile.as_deref())?;
+    let helper = HelperOptions {
+        timeout: Duration::from_secs(values.cmd_timeout.unwrap_or(DEFAULT_CMD_TIMEOUT_S).max(1)),
+        verbose: cli.verbose,
+    };
     let credential = match &api {
         Api::Vertex { .. } => Credential::Token(TokenCommand::new(
             values.token_cmd.as_deref().unwrap_or(DEFAULT_TOKEN_CMD),
+            helper,
         )),
-        _ => match api_key(values, config.profile.as_deref()) {
+        _ => match api_key(values, config.profile.as_deref(), helper) {
             Ok(key) => Credential::Key {
                 key,
                 auth: cli.auth.or(values.auth).unwrap_or_default(),
@@ -365,6 +420,14 @@ pub fn backend(cli: &Cli, config: &Config) -> Result<Backend> {
         max_request_bytes: usize::try_from(values.max_request_mb.unwrap_or(100))
             .unwrap_or(usize::MAX)
             .saturating_mul(1_000_000),
+        max_response_bytes: values
+            .max_response_mb
+            .unwrap_or(DEFAULT_MAX_RESPONSE_MB)
+            .max(1)
+            .saturating_mul(1_000_000),
+        idle_timeout: Duration::from_secs(
+            values.idle_timeout.unwrap_or(DEFAULT_IDLE_TIMEOUT_S).max(1),
+        ),
         vertex_image_config,
     })?;
     Ok(Backend::Remote(Box::new(client)))
@@ -386,10 +449,10 @@ fn path_segment(value: &str, what: &str) -> Result<String> {
 }
 
 /// The key: the profile's `api_key_cmd`, else its `api_key_env`, else GEMINI_API_KEY, then GOOGLE_API_KEY.
-fn api_key(values: &ProfileConfig, profile: Option<&str>) -> Result<Secret> {
+fn api_key(values: &ProfileConfig, profile: Option<&str>, helper: HelperOptions) -> Result<Secret> {
     let profile = profile.map_or(String::new(), |p| format!("profile {p}: "));
     if let Some(command) = &values.api_key_cmd {
-        return auth::run_secret_command(command, "api_key_cmd")
+        return auth::run_secret_command(command, "api_key_cmd", helper)
             .map_err(|e| anyhow::anyhow!("{profile}no API key: {e}"));
     }
     if let Some(name) = &values.api_key_env {

@@ -10,12 +10,18 @@ pub mod cli;
 pub mod config;
 pub mod engine;
 pub mod face;
+pub mod files;
 pub mod gemini;
+pub mod names;
 pub mod offline;
 pub mod secret;
 pub mod settings;
 pub mod store;
 pub mod text;
+pub mod untrusted;
+
+#[cfg(test)]
+mod fuzz_tests;
 
 /// What the unit tests share.
 #[cfg(test)]
@@ -82,10 +88,20 @@ pub fn run(cli: Cli) -> Result<Outcome> {
     let mut notices = Vec::new();
     let settings = config::new_session_settings(&cli, &cfg, &mut notices)?;
     let mut engine = Engine::new(store, backend, settings, &cfg.out_dir(&cli))?;
+    // Answers an earlier peel could not record go into their threads now.
+    let recovery = engine.recover()?;
     let resumed = open_session(&cli, &mut engine, &mut notices)?;
     engine.set_stream(cfg.stream(&cli, mode == Mode::Repl));
     let previews = Previews::new(cfg.preview(&cli));
     let mut face = Face::new(engine, out, previews, Interrupts::start());
+    for line in &recovery {
+        face.out.warn(line);
+    }
+    if let Some(why) = face.engine.read_only() {
+        face.out.warn(&format!(
+            "{why}: history, show, sessions and export work, but nothing can be saved"
+        ));
+    }
     for notice in &notices {
         face.out.note(notice);
     }
@@ -134,6 +150,9 @@ fn subcommand(cli: &Cli, command: &Command) -> Result<Outcome> {
     let store = Store::open(&config::database_path(cli)?)?;
     let backend = Backend::NoKey("this command sends nothing".into());
     let mut engine = Engine::new(store, backend, Default::default(), &cfg.out_dir(cli))?;
+    for line in engine.recover()? {
+        out.warn(&line);
+    }
     match command {
         Command::Sessions { json } => {
             let sessions = engine.sessions()?;

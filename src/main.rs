@@ -6,6 +6,10 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    if let Err(message) = peel::cli::check_environment() {
+        eprintln!("error: {message}");
+        return ExitCode::from(2);
+    }
     let cli = peel::cli::Cli::parse();
     let quiet = cli.quiet;
     match peel::run(cli) {

@@ -100,6 +100,7 @@ impl Settings {
     /// sent: a ratio or size that was asked for and that the model does not take is refused; the default size is
     /// left out for a model that has none.
     pub fn generation_config(&self) -> Result<GenerationConfig> {
+        self.validate()?;
         let mut image = ImageConfig::default();
         let info = models::info(&self.model);
         if let Some(aspect) = &self.aspect {
@@ -148,6 +149,37 @@ impl Settings {
             image_config: (!image.is_empty()).then_some(image),
             thinking_config: thinking,
         })
+    }
+
+    /// The same rules as typed settings, for settings from anywhere (an imported thread, a stored row, the config):
+    /// the model id as `/model` takes it, a ratio and a size as `/aspect` and `/size` spell them, a known thinking
+    /// level, a positive `/context last N`.
+    pub fn validate(&self) -> Result<()> {
+        crate::names::validate_model_id(&self.model)?;
+        if let Some(aspect) = &self.aspect
+            && models::normalize_ratio(aspect)? != *aspect
+        {
+            bail!("aspect ratio {aspect:?} is not written as W:H");
+        }
+        if let Some(size) = &self.size
+            && models::normalize_size(size)? != *size
+        {
+            bail!("image size {size:?} is not written as 512, 1K, 2K or 4K");
+        }
+        if let Some(level) = &self.think
+            && !THINKING_LEVELS.contains(&level.as_str())
+        {
+            bail!(
+                "unknown thinking level {:?}: use minimal or high",
+                crate::untrusted::sanitize(level)
+            );
+        }
+        if let ContextPolicy::Last { turns } = self.context
+            && turns == 0
+        {
+            bail!("/context last 0 would send no history at all; use /fresh");
+        }
+        Ok(())
     }
 
     /// `thinkingConfig`, only where the model table allows it: a thinkingConfig is an error on 2.5, and only
@@ -331,6 +363,21 @@ mod tests {
             (image.aspect_ratio.as_deref(), image.image_size.as_deref()),
             (Some("1:8"), Some("512"))
         );
+    }
+
+    #[test]
+    fn settings_from_outside_follow_the_typed_rules() {
+        for bad in [
+            settings("../../../v1beta/evil?x=1#", None, None),
+            settings("gemini-3-pro-image", Some("16:9\u{1b}]0;x\u{7}"), None),
+            settings("gemini-3-pro-image", None, Some("1k")),
+            settings("gemini-3-pro-image", None, Some("\"},\"tools\":[")),
+        ] {
+            assert!(bad.generation_config().is_err(), "{bad:?}");
+        }
+        let mut think = settings("gemini-3.1-flash-image", None, None);
+        think.think = Some("ultra".into());
+        assert!(think.validate().is_err());
     }
 
     #[test]

@@ -2,30 +2,8 @@
 //! sanitiser that every string from outside (a server, a gateway, an imported thread, a helper command) passes
 //! through before it can reach a terminal.
 
-use std::fmt::Write as _;
-
-/// Text from outside with terminal control sequences made harmless: ESC, the other C0 controls (but newline and
-/// tab) and C1 controls are shown as visible escapes instead of being obeyed, and so are the bidirectional
-/// overrides and isolates, which can make text read differently from what it is.
-pub fn sanitize(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '\n' | '\t' => out.push(c),
-            '\r' => {}
-            c if c.is_control() || is_bidi_control(c) => {
-                let _ = write!(out, "\\u{{{:x}}}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-/// Unicode's explicit directional formatting characters (UAX #9): embeddings, overrides, isolates and marks.
-fn is_bidi_control(c: char) -> bool {
-    matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{200e}' | '\u{200f}' | '\u{061c}')
-}
+/// The one sanitiser for text from outside (see [`crate::untrusted`]).
+pub use crate::untrusted::sanitize;
 
 /// 1234567 → "1,234,567".
 pub fn thousands(n: u64) -> String {
@@ -108,26 +86,6 @@ pub fn timestamp(ms: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn control_sequences_are_neutralised() {
-        let evil = "ok\x1b]0;pwned\x07 \x1b[2J\u{9b}31m\r\nnext\tline";
-        let clean = sanitize(evil);
-        assert!(
-            !clean
-                .chars()
-                .any(|c| c.is_control() && c != '\n' && c != '\t'),
-            "{clean:?}"
-        );
-        assert!(clean.contains("\\u{1b}]0;pwned"));
-        assert!(clean.ends_with("\nnext\tline"));
-    }
-
-    #[test]
-    fn bidi_controls_are_shown_not_obeyed() {
-        let clean = sanitize("invoice\u{202e}fdp.exe \u{2066}x\u{2069}");
-        assert_eq!(clean, "invoice\\u{202e}fdp.exe \\u{2066}x\\u{2069}");
-    }
 
     #[test]
     fn numbers_dates_and_lists() {

@@ -52,8 +52,7 @@ pub fn measure(
     model: &str,
     blobs: &Arc<dyn BlobSource>,
 ) -> Result<Measure> {
-    let body =
-        Body::new(&serde_json::to_string(request)?, blobs.clone()).map_err(anyhow::Error::msg)?;
+    let body = Body::new(request, blobs.clone()).map_err(anyhow::Error::msg)?;
     let parts = request.contents.iter().flat_map(|c| &c.parts);
     let (mut images, mut text_bytes) = (0usize, 0u64);
     for part in parts {

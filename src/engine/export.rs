@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
-use super::{Engine, files, images, session};
+use super::{Engine, images, output, session};
 use crate::gemini::Content;
 use crate::settings::Settings;
 use crate::store::{NewSession, NewTurn, SessionRow, Store, TurnMeta, now_ms};
@@ -32,8 +32,9 @@ pub struct ThreadFile {
 
 /// Writes `row`'s thread into `dir`; returns the files written.
 pub fn export_session(store: &Store, row: &SessionRow, dir: &Path) -> Result<Vec<PathBuf>> {
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let chain = store.chain(row.head_id)?;
+    refuse_existing(store, &chain, dir)?;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let mut contents = Vec::with_capacity(chain.len());
     let mut turns = Vec::new();
     let mut written = Vec::new();
@@ -73,8 +74,8 @@ pub fn export_session(store: &Store, row: &SessionRow, dir: &Path) -> Result<Vec
             for (index, image) in images::answer_images(&content).iter().enumerate() {
                 let prompt = stored.parent_id.context("an answer without its prompt")?;
                 let label = store.take(prompt)?.label(stored.turn());
-                let name = files::file_name(&label, index, image.ext);
-                files::write_atomically(&dir.join(&name), &image.bytes)?;
+                let name = output::file_name(&label, index, image.ext);
+                output::write_once(&dir.join(&name), &image.bytes)?;
                 written.push(dir.join(&name));
                 let _ = writeln!(
                     transcript,
@@ -135,12 +136,52 @@ pub fn export_session(store: &Store, row: &SessionRow, dir: &Path) -> Result<Vec
         turns,
     };
     let transcript_path = dir.join("transcript.md");
-    files::write_atomically(&transcript_path, transcript.as_bytes())?;
+    output::write_once(&transcript_path, transcript.as_bytes())?;
     let thread_path = dir.join("thread.json");
-    files::write_atomically(&thread_path, &serde_json::to_vec(&thread)?)?;
+    output::write_once(&thread_path, &serde_json::to_vec(&thread)?)?;
     written.extend([transcript_path, thread_path]);
     Ok(written)
 }
+
+/// The names an export of `chain` writes; refused, all named, before anything is written when any is taken (a file,
+/// a folder, or a symlink, even a dangling one).
+fn refuse_existing(store: &Store, chain: &[crate::store::ContentRow], dir: &Path) -> Result<()> {
+    let mut names = vec!["transcript.md".to_string(), "thread.json".to_string()];
+    for stored in chain.iter().filter(|c| c.role == "model") {
+        let prompt = stored.parent_id.context("an answer without its prompt")?;
+        let label = store.take(prompt)?.label(stored.turn());
+        for (index, image) in stored.meta.images.iter().enumerate() {
+            let ext = images::ext_for_mime(&image.mime).unwrap_or("bin");
+            names.push(output::file_name(&label, index, ext));
+        }
+    }
+    let taken: Vec<&String> = names
+        .iter()
+        .filter(|name| crate::files::taken(&dir.join(name)))
+        .collect();
+    if !taken.is_empty() {
+        let list = taken
+            .iter()
+            .take(8)
+            .map(|n| n.as_str())
+            .collect::<Vec<_>>()
+            .join(", ");
+        let more = if taken.len() > 8 {
+            format!(" and {} more", taken.len() - 8)
+        } else {
+            String::new()
+        };
+        bail!(
+            "{} already holds {list}{more}; peel does not overwrite files it did not write: export into an empty or \
+             new folder",
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
+/// The largest thread.json read: it is parsed whole, so memory stays bounded by refusing bigger files.
+pub const MAX_IMPORT_BYTES: u64 = 256 * 1024 * 1024;
 
 /// Reads a `thread.json` (or the export folder holding one) and stores it as a new session, named as exported (or
 /// `name`); a taken name gets a suffix. Its images will go under `out_dir`. Returns the new session.
@@ -156,7 +197,13 @@ pub fn import_thread(
         file.to_path_buf()
     };
     let file = file.as_path();
-    let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let bytes = crate::files::read_bounded(file, MAX_IMPORT_BYTES).map_err(|e| match e {
+        crate::files::ReadError::TooLarge { limit, .. } => anyhow::anyhow!(
+            "{} is over the {limit} import limit; nothing was imported",
+            file.display()
+        ),
+        crate::files::ReadError::Other(e) => e.context(format!("reading {}", file.display())),
+    })?;
     let thread: ThreadFile = serde_json::from_slice(&bytes)
         .with_context(|| format!("{} is not a peel thread.json", file.display()))?;
     if thread.format != FORMAT || thread.version > VERSION {
@@ -180,6 +227,18 @@ pub fn import_thread(
     }
     let base = name.unwrap_or(&thread.session);
     session::validate_name(base)?;
+    // Settings from the file reach URLs and requests: the same rules as typed ones.
+    thread
+        .settings
+        .generation_config()
+        .with_context(|| format!("{}: its settings", file.display()))?;
+    for (i, meta) in thread.turns.iter().enumerate() {
+        if let Some(settings) = &meta.settings {
+            settings
+                .validate()
+                .with_context(|| format!("{}: the settings of turn {}", file.display(), i + 1))?;
+        }
+    }
     let name = store.free_name(base)?;
     let default_meta = TurnMeta::default();
     let turns: Vec<NewTurn<'_>> = pairs

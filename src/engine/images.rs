@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
@@ -76,21 +76,19 @@ pub struct Attachment {
 impl Attachment {
     /// Reads and checks a file: it must exist, be readable, not be huge, and be an image by its bytes.
     pub fn read(path: &Path) -> Result<Attachment> {
-        let meta =
-            std::fs::metadata(path).with_context(|| format!("cannot attach {}", path.display()))?;
-        if meta.is_dir() {
-            bail!("cannot attach {}: it is a directory", path.display());
-        }
-        if meta.len() > MAX_ATTACHMENT_BYTES {
-            bail!(
-                "cannot attach {}: {} is over the {} limit for one image; scale it down first",
-                path.display(),
-                crate::text::bytes(meta.len()),
-                crate::text::bytes(MAX_ATTACHMENT_BYTES)
-            );
-        }
+        // Regular files only, opened without blocking (a FIFO would wait for a writer forever), and the size checked
+        // as the bytes are read (a device or /proc file says 0 in its metadata).
         let bytes =
-            std::fs::read(path).with_context(|| format!("cannot attach {}", path.display()))?;
+            crate::files::read_bounded(path, MAX_ATTACHMENT_BYTES).map_err(|e| match e {
+                crate::files::ReadError::TooLarge { .. } => anyhow::anyhow!(
+                    "cannot attach {}: it is over the {} limit for one image; scale it down first",
+                    path.display(),
+                    crate::text::bytes(MAX_ATTACHMENT_BYTES)
+                ),
+                crate::files::ReadError::Other(e) => {
+                    e.context(format!("cannot attach {}", path.display()))
+                }
+            })?;
         Attachment::from_bytes(path.display().to_string(), bytes)
     }
 

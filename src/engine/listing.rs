@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use anyhow::{Context as _, Result};
 
 use super::Engine;
-use super::files;
 use super::images::{self, AnswerImage};
+use super::output;
 use super::session::Turn;
 use crate::gemini::Content;
 use crate::store::ImageMeta;
@@ -100,7 +100,7 @@ impl Engine {
     /// Where image `index` of `turn` is: this session's folder, else the folder of the session that made the
     /// turn; when it is in neither, where `/show` would write it.
     fn turn_file(&self, turn: &Turn, index: usize, ext: &str) -> Result<TurnFile> {
-        let name = files::file_name(&turn.label(), index, ext);
+        let name = output::file_name(&turn.label(), index, ext);
         let here = self.image_dir().join(&name);
         if here.exists() {
             return Ok(TurnFile {
@@ -115,7 +115,7 @@ impl Engine {
         {
             let maker = self.store.session_by_id(maker)?;
             let root = maker.out_dir.unwrap_or_else(|| self.out_root.clone());
-            let there = files::session_dir(&root, &maker.name).join(&name);
+            let there = output::session_dir(&root, &maker.name).join(&name);
             if there.exists() {
                 return Ok(TurnFile {
                     path: there,
@@ -217,14 +217,14 @@ impl Engine {
 
     /// `<this session's folder>/<name>[-k].<ext>`, written from the image unless that very image is there.
     fn ensure_file(&self, name: &str, index: usize, image: AnswerImage) -> Result<ImageFile> {
-        let path = files::output_path(
+        let path = output::output_path(
             &self.session.out_root,
             self.session.name(),
             name,
             index,
             image.ext,
         );
-        let path = files::write_new(&path, &image.bytes)?;
+        let path = output::write_new(&path, &image.bytes)?;
         Ok(ImageFile {
             path,
             meta: image.meta,

@@ -9,9 +9,9 @@ mod branching;
 pub mod context;
 pub mod events;
 pub mod export;
-pub mod files;
 pub mod images;
 mod listing;
+pub mod output;
 pub mod session;
 mod settings;
 pub mod tree;
@@ -27,7 +27,7 @@ pub use context::ContextReport;
 pub use events::{Event, Events};
 pub use listing::{Description, HistoryRow, ImageFile, Shown, TurnFile};
 pub use settings::{Conflict, ModelSwitch};
-pub use turn::{Refused, TurnReport};
+pub use turn::{NotRecorded, Refused, TurnReport};
 
 use crate::gemini::Backend;
 use crate::gemini::body::BlobSource;
@@ -105,7 +105,7 @@ impl Engine {
 
     /// The folder this session's images are written to.
     pub fn image_dir(&self) -> PathBuf {
-        files::session_dir(&self.session.out_root, self.session.name())
+        output::session_dir(&self.session.out_root, self.session.name())
     }
 
     pub fn stream(&self) -> bool {
@@ -114,6 +114,20 @@ impl Engine {
 
     pub fn set_stream(&mut self, on: bool) {
         self.stream = on;
+    }
+
+    /// Why nothing can be saved in this database (it is read-only), if so.
+    pub fn read_only(&self) -> Option<String> {
+        self.store.read_only().map(str::to_string)
+    }
+
+    /// Records the answers an earlier peel could not (kept in the journal beside the database) into their threads;
+    /// returns what it did, a line each.
+    pub fn recover(&mut self) -> Result<Vec<String>> {
+        if self.store.read_only().is_some() {
+            return Ok(Vec::new());
+        }
+        Ok(self.store.recover_arrivals()?.lines())
     }
 
     /// Answers come from the local stand-in (`--offline`), which answers whole, never streamed.
@@ -231,7 +245,7 @@ impl Engine {
         }
         // Keep the images with the session: move its image folder along when it is renamed.
         if let Some(old) = old.filter(|old| old != self.session.name()) {
-            let from = files::session_dir(&self.session.out_root, &old);
+            let from = output::session_dir(&self.session.out_root, &old);
             let to = self.image_dir();
             if from.is_dir() {
                 if to.exists() {

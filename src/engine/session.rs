@@ -161,24 +161,8 @@ impl Session {
     }
 }
 
-/// The longest session name: names become folder names and are typed in commands.
-pub const MAX_NAME_CHARS: usize = 64;
-
-/// Session names are used as directory names and typed in commands: keep them plain.
-pub fn validate_name(name: &str) -> Result<()> {
-    let ok = !name.is_empty()
-        && name.chars().count() <= MAX_NAME_CHARS
-        && !name.starts_with(['.', '-', '@'])
-        && name
-            .chars()
-            .all(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | '.' | '~'));
-    if !ok {
-        bail!(
-            "{name:?} is not a usable session name: use letters, digits, '-', '_', '.' or '~' (up to {MAX_NAME_CHARS})"
-        );
-    }
-    Ok(())
-}
+/// Session names are used as directory names and typed in commands: keep them plain (one rule for every name).
+pub use crate::names::validate_session_name as validate_name;
 
 /// A readable name from the first prompt: its first few meaningful words ("a red fox at dawn" → "red-fox-dawn").
 pub fn auto_name(prompt: &str) -> String {

@@ -9,15 +9,16 @@ use anyhow::{Context as _, Result, bail};
 
 use super::context;
 use super::events::{Event, Events};
-use super::files;
 use super::images::{self, AnswerImage};
 use super::listing::ImageFile;
-use super::session::Session;
+use super::output;
+use super::session::{self, Session};
 use super::{Cancel, Cancelled, Engine};
 use crate::gemini::outcome::{Outcome, Refusal, classify};
 use crate::gemini::types::UsageMetadata;
 use crate::gemini::{Content, GenerateContentRequest, GenerateContentResponse, Progress, models};
-use crate::store::{NewTurn, Take, TurnMeta};
+use crate::store::journal::{self, Arrival, ArrivalSession};
+use crate::store::{Placement, Take, TurnMeta};
 
 /// The model refused or returned nothing usable: nothing was recorded, and the attachments were kept.
 #[derive(Debug, thiserror::Error)]
@@ -82,7 +83,12 @@ impl Engine {
         let user = self.session.user_content(prompt);
         let head = self.session.head();
         let result = self.send_turn(user, head, prompt, events, cancel);
-        self.failed_prompt = result.is_err().then(|| prompt.to_string());
+        // Only a turn that never got its answer is worth sending again as it was: an answer that arrived is kept
+        // (recorded, or in the journal), and sending the prompt again would pay for it twice.
+        self.failed_prompt = match &result {
+            Err(e) if !e.is::<NotRecorded>() => Some(prompt.to_string()),
+            _ => None,
+        };
         result
     }
 
@@ -96,6 +102,8 @@ impl Engine {
         events: &dyn Events,
         cancel: &Cancel,
     ) -> Result<TurnReport> {
+        // A read-only database could not keep the answer: refuse before anything is paid for.
+        self.store.refuse_if_read_only()?;
         let (request, size) = self.build_request(&user, parent)?;
         let model = self.session.settings.model.clone();
         let answer = self.ask(&model, &request, events, cancel)?;
@@ -132,7 +140,7 @@ impl Engine {
             sources,
         };
         let recorded = self.record(&user, &content, &meta, parent, prompt, events)?;
-        let (images, unwritten) = self.write_images(&recorded.label, decoded);
+        let (images, unwritten) = self.write_images(&recorded.label, decoded, events);
         if recorded.take.of == 2 {
             self.relabel_first_take(recorded.user_id, recorded.turn, events);
         }
@@ -259,8 +267,10 @@ impl Engine {
         }
     }
 
-    /// Records the turn in one transaction and moves this session along (or onto the branch the store made when
-    /// another process had moved the head).
+    /// Records the turn and moves this session along. The answer is paid for: before anything that can fail it is
+    /// journaled durably beside the database; then it is recorded in one transaction (on the head; on a new branch
+    /// when another process moved the head; in a new session when this one was deleted meanwhile), and the journal
+    /// entry goes. If recording fails, the entry stays, the error says where, and the next peel records it.
     fn record(
         &mut self,
         user: &Content,
@@ -270,34 +280,97 @@ impl Engine {
         prompt: &str,
         events: &dyn Events,
     ) -> Result<Recorded> {
-        let head = self.session.head();
-        let session_id = self.session.ensure_stored(&self.store, prompt)?.id;
-        let turn = NewTurn {
-            user,
-            model: content,
-            meta,
+        let row = self.session.row.as_ref();
+        let arrival = Arrival {
+            session: ArrivalSession {
+                id: row.map(|r| r.id),
+                name: match (row, &self.session.wanted_name) {
+                    (Some(row), _) => row.name.clone(),
+                    (None, Some(name)) => name.clone(),
+                    (None, None) => session::auto_name(prompt),
+                },
+                created_at: row.map(|r| r.created_at),
+                out_dir: Some(self.session.out_root.clone()),
+            },
+            expected_head: self.session.head(),
+            parent,
+            user: user.clone(),
+            model: content.clone(),
+            meta: meta.clone(),
         };
-        let appended = self.store.append_turn(session_id, head, parent, turn)?;
+        let journal = self.store.journal();
+        let entry = match &journal {
+            Some(journal) => match journal.write(&arrival) {
+                Ok(entry) => Some(entry),
+                Err(e) => {
+                    events.emit(Event::Warning(&format!(
+                        "the answer could not be kept in the journal: {e:#}"
+                    )));
+                    None
+                }
+            },
+            None => None,
+        };
+        let entry_id = entry
+            .as_ref()
+            .map_or_else(journal::new_entry_id, |e| e.id().to_string());
+        let recorded = match self.store.record_arrival(&entry_id, &arrival) {
+            Ok(recorded) => recorded,
+            Err(e) => {
+                let why = self.store.explain(&e).unwrap_or_else(|| format!("{e:#}"));
+                return Err(NotRecorded(match &entry {
+                    Some(entry) => format!(
+                        "the answer arrived but could not be saved: {why}; it is kept in {} and the next peel on \
+                         this database records it (run peel again once the cause is fixed)",
+                        entry.path.display()
+                    ),
+                    None => format!("the answer arrived but could not be saved: {why}"),
+                })
+                .into());
+            }
+        };
+        if let (Some(journal), Some(entry)) = (&journal, &entry)
+            && let Err(e) = journal.remove(entry)
+        {
+            events.emit(Event::Warning(&format!(
+                "{e:#} (the turn is saved; the entry will be skipped)"
+            )));
+        }
+        let appended = recorded.appended;
         self.session.attachments.clear();
-        match appended.branched_to {
-            Some(branch) => {
+        let settings = self.session.settings.clone();
+        match recorded.placement {
+            Placement::Head => {
+                if let Some(row) = self.session.row.as_mut() {
+                    row.head_id = Some(appended.model_id);
+                    row.redo.clear();
+                }
+            }
+            Placement::NewSession | Placement::AlreadyRecorded => {
+                self.session.row = Some(recorded.session);
+            }
+            Placement::Branched { .. } => {
                 events.emit(Event::Warning(&format!(
                     "another peel moved session {} while this turn ran; the turn was saved as session {}, now open",
                     self.session.name(),
-                    branch.name
+                    recorded.session.name
                 )));
-                let settings = self.session.settings.clone();
-                self.session = Session::open(branch, &self.out_root);
+                self.session = Session::open(recorded.session, &self.out_root);
                 self.session.settings = settings;
             }
-            None => {
-                let row = self
-                    .session
-                    .row
-                    .as_mut()
-                    .expect("ensure_stored just stored the session");
-                row.head_id = Some(appended.model_id);
-                row.redo.clear();
+            Placement::Recreated { was, parent_kept } => {
+                events.emit(Event::Warning(&format!(
+                    "session {was} was deleted by another peel while this turn ran; the turn was saved as session \
+                     {}{}, now open",
+                    recorded.session.name,
+                    if parent_kept {
+                        ""
+                    } else {
+                        " (without the deleted history)"
+                    }
+                )));
+                self.session = Session::open(recorded.session, &self.out_root);
+                self.session.settings = settings;
             }
         }
         Ok(Recorded {
@@ -314,23 +387,34 @@ impl Engine {
         &self,
         label: &str,
         decoded: Vec<AnswerImage>,
+        events: &dyn Events,
     ) -> (Vec<ImageFile>, Vec<String>) {
         let mut saved = Vec::new();
         let mut unwritten = Vec::new();
         for (index, image) in decoded.into_iter().enumerate() {
-            let path = files::output_path(
+            let path = output::output_path(
                 &self.session.out_root,
                 self.session.name(),
                 label,
                 index,
                 image.ext,
             );
-            match files::write_new(&path, &image.bytes) {
-                Ok(path) => saved.push(ImageFile {
-                    path,
-                    meta: image.meta,
-                    bytes: image.bytes,
-                }),
+            match output::write_new(&path, &image.bytes) {
+                Ok(written) => {
+                    if written != path {
+                        events.emit(Event::Warning(&format!(
+                            "{} was already there (not written by peel for this turn) and is left alone; the image \
+                             is {}",
+                            path.display(),
+                            written.display()
+                        )));
+                    }
+                    saved.push(ImageFile {
+                        path: written,
+                        meta: image.meta,
+                        bytes: image.bytes,
+                    });
+                }
                 Err(e) => unwritten.push(format!("{e:#}")),
             }
         }
@@ -355,7 +439,7 @@ impl Engine {
                     .out_dir
                     .clone()
                     .unwrap_or_else(|| self.out_root.clone());
-                dirs.push(files::session_dir(&root, &maker.name));
+                dirs.push(output::session_dir(&root, &maker.name));
             }
             dirs.dedup();
             let (old, new) = (
@@ -365,9 +449,9 @@ impl Engine {
             let mut renamed = Vec::new();
             for (index, image) in images::answer_images(&content).iter().enumerate() {
                 for dir in &dirs {
-                    let from = dir.join(files::file_name(&old, index, image.ext));
-                    let to = dir.join(files::file_name(&new, index, image.ext));
-                    if files::rename_ours(&from, &to, &image.bytes)? {
+                    let from = dir.join(output::file_name(&old, index, image.ext));
+                    let to = dir.join(output::file_name(&new, index, image.ext));
+                    if output::rename_ours(&from, &to, &image.bytes)? {
                         renamed.push(format!("{} is now {}", from.display(), to.display()));
                     }
                 }
@@ -386,6 +470,12 @@ impl Engine {
         }
     }
 }
+
+/// The answer arrived but could not be recorded: it is in the journal (or nowhere, if that failed too), and the
+/// message says so. A script stops here: later lines would be paid for with nothing to build on.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct NotRecorded(pub String);
 
 struct Recorded {
     user_id: i64,

@@ -1,8 +1,10 @@
 //! Where the credential comes from and how it travels: a key (header, `?key=`, or Bearer), or a Vertex AI OAuth
 //! token printed by a command (`gcloud auth print-access-token`), cached and fetched again once when it is refused.
 
+use std::io::Read;
 use std::process::{Command, Stdio};
-use std::sync::Mutex;
+use std::sync::{Mutex, mpsc};
+use std::time::{Duration, Instant};
 
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue};
 
@@ -86,17 +88,37 @@ impl Credential {
     }
 }
 
+/// How helper commands (`api_key_cmd`, `token_cmd`) run.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HelperOptions {
+    /// A command still running after this is stopped, and the error names it.
+    pub timeout: Duration,
+    /// `-v`: a failing command's stderr is shown (sanitised, without anything it printed on stdout).
+    pub verbose: bool,
+}
+
+impl Default for HelperOptions {
+    fn default() -> Self {
+        HelperOptions {
+            timeout: Duration::from_secs(30),
+            verbose: false,
+        }
+    }
+}
+
 /// A shell command that prints a token, run when a token is first needed and again after a 401.
 #[derive(Debug)]
 pub struct TokenCommand {
     command: String,
+    options: HelperOptions,
     cache: Mutex<Option<Secret>>,
 }
 
 impl TokenCommand {
-    pub fn new(command: impl Into<String>) -> TokenCommand {
+    pub fn new(command: impl Into<String>, options: HelperOptions) -> TokenCommand {
         TokenCommand {
             command: command.into(),
+            options,
             cache: Mutex::new(None),
         }
     }
@@ -109,8 +131,8 @@ impl TokenCommand {
         if let Some(token) = &*cache {
             return Ok(token.clone());
         }
-        let token =
-            run_secret_command(&self.command, "token_cmd").map_err(GeminiError::Credential)?;
+        let token = run_secret_command(&self.command, "token_cmd", self.options)
+            .map_err(GeminiError::Credential)?;
         *cache = Some(token.clone());
         Ok(token)
     }
@@ -130,9 +152,17 @@ impl TokenCommand {
     }
 }
 
-/// Runs `command` with `sh -c` and returns its stdout, trimmed, as a secret. Its output is never shown: an error
-/// says which setting's command failed, its exit status and the first line of its stderr.
-pub fn run_secret_command(command: &str, setting: &str) -> Result<Secret, String> {
+/// The most a helper may print: a key or a token is one short line.
+const MAX_HELPER_OUTPUT: u64 = 64 * 1024;
+
+/// Runs `command` with `sh -c` and returns its stdout, trimmed, as a secret. Its stdout is never shown. A failure
+/// says which setting's command failed and how; its stderr only with `-v` (sanitised, and without anything the
+/// command printed on stdout). A command still running after the timeout is stopped and named.
+pub fn run_secret_command(
+    command: &str,
+    setting: &str,
+    options: HelperOptions,
+) -> Result<Secret, String> {
     // Only the program's name is ever shown: someone may have written the key into the command itself.
     let program = command.split_whitespace().next().unwrap_or_default();
     let shown = if program.len() < command.trim().len() {
@@ -140,32 +170,97 @@ pub fn run_secret_command(command: &str, setting: &str) -> Result<Secret, String
     } else {
         program.to_string()
     };
-    let output = Command::new("sh")
+    let shown = crate::untrusted::sanitize(&shown);
+    // The child stays in peel's process group, so a Ctrl-C at the terminal reaches it too.
+    let mut child = Command::new("sh")
         .arg("-c")
         .arg(command)
         .stdin(Stdio::null())
         .stderr(Stdio::piped())
         .stdout(Stdio::piped())
-        .output()
+        .spawn()
         .map_err(|e| format!("could not run {setting} `{shown}`: {e}"))?;
-    if !output.status.success() {
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        let first = stderr.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
-        let first = crate::text::sanitize(first.trim());
-        let mut message = format!("{setting} `{shown}` failed ({})", output.status);
-        if !first.is_empty() {
-            message.push_str(": ");
-            message.push_str(&first.chars().take(200).collect::<String>());
+    let stdout = drain(child.stdout.take());
+    let stderr = drain(child.stderr.take());
+    let deadline = Instant::now() + options.timeout;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if Instant::now() >= deadline => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!(
+                    "{setting} `{shown}` did not finish within {} s (cmd_timeout) and was stopped",
+                    options.timeout.as_secs()
+                ));
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(10)),
+            Err(e) => return Err(format!("could not wait for {setting} `{shown}`: {e}")),
+        }
+    };
+    // A command that left a child behind holding the pipes open is not waited for beyond the deadline.
+    let left = deadline
+        .saturating_duration_since(Instant::now())
+        .max(Duration::from_millis(200));
+    let out = stdout.recv_timeout(left).unwrap_or_default();
+    let err = stderr
+        .recv_timeout(Duration::from_millis(200))
+        .unwrap_or_default();
+    let printed = String::from_utf8_lossy(&out).trim().to_string();
+    if !status.success() {
+        let mut message = format!("{setting} `{shown}` failed ({status})");
+        let text = String::from_utf8_lossy(&err);
+        let text = if printed.is_empty() {
+            text.to_string()
+        } else {
+            crate::untrusted::scrub(&text, &printed)
+        };
+        let first: Vec<&str> = text
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .take(5)
+            .collect();
+        if options.verbose && !first.is_empty() {
+            message.push_str("; it said: ");
+            message.push_str(&crate::untrusted::sanitize(
+                &first.join(" / ").chars().take(500).collect::<String>(),
+            ));
+        } else if !first.is_empty() {
+            message.push_str("; run with -v to see what it printed on stderr");
         }
         return Err(message);
     }
-    let value = String::from_utf8(output.stdout)
+    if out.len() as u64 > MAX_HELPER_OUTPUT {
+        return Err(format!(
+            "{setting} `{shown}` printed more than {} KB; a key or a token is one short line",
+            MAX_HELPER_OUTPUT / 1024
+        ));
+    }
+    let value = String::from_utf8(out)
         .map_err(|_| format!("{setting} `{shown}` printed something that is not text"))?;
     let value = value.trim();
     if value.is_empty() {
         return Err(format!("{setting} `{shown}` printed nothing"));
     }
     Ok(Secret::new(value))
+}
+
+/// Reads a pipe to its end on a thread of its own (at most [`MAX_HELPER_OUTPUT`] + 1 bytes are kept; the rest is
+/// read and dropped so the command is never stuck writing), and hands the bytes over when done.
+fn drain(pipe: Option<impl Read + Send + 'static>) -> mpsc::Receiver<Vec<u8>> {
+    let (send, receive) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut kept = Vec::new();
+        if let Some(mut pipe) = pipe {
+            let _ = pipe
+                .by_ref()
+                .take(MAX_HELPER_OUTPUT + 1)
+                .read_to_end(&mut kept);
+            let _ = std::io::copy(&mut pipe, &mut std::io::sink());
+        }
+        let _ = send.send(kept);
+    });
+    receive
 }
 
 fn sensitive(value: &str) -> Result<HeaderValue, GeminiError> {
@@ -176,17 +271,7 @@ fn sensitive(value: &str) -> Result<HeaderValue, GeminiError> {
     Ok(header)
 }
 
-fn percent_encode(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
+use crate::untrusted::percent_encode;
 
 /// A URL safe to print: the value of any `key=` query parameter replaced by `***`.
 pub fn redact_url(url: &str) -> String {
@@ -232,7 +317,7 @@ mod tests {
             "echo x >> {0}; echo \"  tok-$(wc -l < {0} | tr -d ' ')  \"",
             counter.display()
         );
-        let credential = Credential::Token(TokenCommand::new(command));
+        let credential = Credential::Token(TokenCommand::new(command, HelperOptions::default()));
         let bearer = |c: &Credential| {
             let mut headers = HeaderMap::new();
             c.apply(&mut headers, &mut String::new()).unwrap();
@@ -246,20 +331,47 @@ mod tests {
 
     #[test]
     fn a_failing_command_says_so_without_its_output() {
-        let error = run_secret_command(
-            "echo s3cr3t | tr 3 e; echo 'not logged in' >&2; exit 3",
-            "token_cmd",
-        )
-        .unwrap_err();
-        assert!(error.contains("not logged in"), "{error}");
+        let command = "echo s3cr3t; echo 'not logged in as s3cr3t' >&2; printf '\\033]0;pwned\\007' >&2; exit 3";
+        let quiet = run_secret_command(command, "token_cmd", HelperOptions::default()).unwrap_err();
+        assert!(quiet.contains("failed") && quiet.contains("-v"), "{quiet}");
         assert!(
-            !error.contains("secret") && !error.contains("s3cr3t"),
-            "{error}"
+            !quiet.contains("not logged in"),
+            "stderr only with -v: {quiet}"
+        );
+        let verbose = HelperOptions {
+            verbose: true,
+            ..HelperOptions::default()
+        };
+        let loud = run_secret_command(command, "token_cmd", verbose).unwrap_err();
+        assert!(loud.contains("not logged in as ***"), "{loud}");
+        assert!(
+            !loud.contains("s3cr3t") && crate::untrusted::is_inert(&loud),
+            "{loud:?}"
         );
         assert!(
-            run_secret_command("true", "api_key_cmd")
+            run_secret_command("true", "api_key_cmd", HelperOptions::default())
                 .unwrap_err()
                 .contains("printed nothing")
+        );
+    }
+
+    #[test]
+    fn a_command_that_hangs_is_stopped_and_named() {
+        let options = HelperOptions {
+            timeout: Duration::from_millis(300),
+            verbose: false,
+        };
+        let started = Instant::now();
+        let error = run_secret_command("sleep 1000", "api_key_cmd", options).unwrap_err();
+        assert!(
+            error.contains("api_key_cmd `sleep ...` did not finish within"),
+            "{error}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(5));
+        let error = run_secret_command("yes", "api_key_cmd", options).unwrap_err();
+        assert!(
+            error.contains("did not finish") || error.contains("printed more"),
+            "{error}"
         );
     }
 }

@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::Progress;
-use super::body::{BlobSource, Body};
+use super::body::{BlobSource, Body, Marks};
 use super::client::{Api, Client};
 use super::error::{ApiError, GeminiError};
 use super::files::{FileInfo, VERSION, int64, parse_json};
@@ -306,10 +306,12 @@ impl Client {
     }
 
     /// Submits a batch: inline when the requests fit in `max_inline_bytes`, otherwise as a JSONL file uploaded
-    /// through the Files API first. Large values may be blob placeholders (read from `blobs` as the body goes out).
+    /// through the Files API first. Stored values in the requests are marked ([`Marks::fill`]) and read from `blobs` as
+    /// the body goes out.
     pub async fn create_batch(
         &self,
         batch: &NewBatch<'_>,
+        marks: &Marks,
         blobs: &Arc<dyn BlobSource>,
         progress: &dyn Fn(Progress<'_>),
     ) -> Result<SubmittedBatch, GeminiError> {
@@ -327,8 +329,8 @@ impl Client {
             path_segment(model)
         );
         let inline_body = inline_batch_body(batch.display_name, batch.requests)?;
-        let body =
-            Body::new(&inline_body.to_string(), blobs.clone()).map_err(GeminiError::Malformed)?;
+        let body = Body::marked(&inline_body.to_string(), marks, blobs.clone())
+            .map_err(GeminiError::Malformed)?;
         let (body, uploaded) = if body.len() <= batch.max_inline_bytes {
             (body, None)
         } else {
@@ -339,7 +341,8 @@ impl Client {
                 lines.push_str(&line.to_string());
                 lines.push('\n');
             }
-            let file = Body::new(&lines, blobs.clone()).map_err(GeminiError::Malformed)?;
+            let file =
+                Body::marked(&lines, marks, blobs.clone()).map_err(GeminiError::Malformed)?;
             let name = format!("{}-requests", batch.display_name);
             let uploaded = self
                 .upload_file(&name, "application/jsonl", &file, progress)
@@ -348,8 +351,7 @@ impl Client {
                 "displayName": batch.display_name,
                 "inputConfig": {"fileName": uploaded.name},
             }});
-            let body =
-                Body::new(&body.to_string(), blobs.clone()).map_err(GeminiError::Malformed)?;
+            let body = Body::plain(&body.to_string());
             (body, Some(uploaded))
         };
         let bytes = self
@@ -432,8 +434,7 @@ impl Client {
 
     async fn post_empty(&self, url: &str) -> Result<(), GeminiError> {
         let quiet = |_: Progress<'_>| {};
-        let empty =
-            Body::new("{}", Arc::new(super::body::NoBlobs)).map_err(GeminiError::Malformed)?;
+        let empty = Body::plain("{}");
         self.retry_policy()
             .run(&quiet, || async {
                 self.send(Method::POST, url, &HeaderMap::new(), Some(&empty), &quiet)

@@ -1,7 +1,12 @@
 //! The request body, streamed. A thread's history is mostly images and thought signatures, each megabytes of
-//! base64; holding the whole body in memory would cost several times the history's size. Instead the request is
-//! serialised with a short placeholder where each large value goes, and the body is produced as it is sent: the
-//! JSON between placeholders as it is, each large value read from its source and base64-encoded chunk by chunk.
+//! base64; holding the whole body in memory would cost several times the history's size. Instead a request's large
+//! values stay in the store: a part read from the store carries typed references ([`BlobRefs`], never deserialised
+//! from anything) for its image data and its signature, and the body is written structurally, field by field, with
+//! each referenced value read from its source and base64-encoded chunk by chunk as the body goes out.
+//!
+//! No text can stand for a stored value: only a reference set by the store makes the body read a blob. A text part,
+//! an image's data or a signature from a server or an imported thread is written as the string it is, whatever it
+//! looks like.
 
 use std::sync::Arc;
 
@@ -10,7 +15,10 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE};
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 
-use super::types::{Content, GenerateContentRequest};
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use super::types::{Content, GenerateContentRequest, Part};
 
 /// How a large value's bytes become the string that goes on the wire (and came off it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,28 +75,27 @@ impl BlobSource for NoBlobs {
     }
 }
 
-/// Control characters serde_json always escapes, so a placeholder cannot be confused with a value from elsewhere.
-const OPEN: &str = "\u{1}peel-blob:";
-const CLOSE: char = '\u{1}';
-const OPEN_JSON: &str = "\"\\u0001peel-blob:";
-const CLOSE_JSON: &str = "\\u0001\"";
-
-/// The string that stands for a large value in a request until it is sent.
-pub fn placeholder(hash: &str, encoding: Encoding) -> String {
-    format!("{OPEN}{}:{hash}{CLOSE}", encoding.name())
+/// A value kept in the store: the bytes' hash and how they become the string that goes on the wire.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlobRef {
+    pub hash: String,
+    pub encoding: Encoding,
 }
 
-fn parse_placeholder(text: &str) -> Option<(Encoding, &str)> {
-    let (encoding, hash) = text.split_once(':')?;
-    let plain = !hash.is_empty() && hash.bytes().all(|b| b.is_ascii_alphanumeric());
-    plain.then_some((Encoding::from_name(encoding)?, hash))
+/// The large values of a part that stay in the store until the body is sent. Set only by the store when it reads
+/// a thread back (serde skips this field both ways), so nothing received or imported can set it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct BlobRefs {
+    /// `inlineData.data`.
+    pub data: Option<BlobRef>,
+    /// `thoughtSignature`.
+    pub signature: Option<BlobRef>,
 }
 
-/// `ENCODING:HASH\u0001"` at the start of `text` (the serialised inside of a placeholder): its parts and length.
-fn parse_inner(text: &str) -> Option<(Encoding, &str, usize)> {
-    let end = text.find(CLOSE_JSON)?;
-    let (encoding, hash) = parse_placeholder(&text[..end])?;
-    Some((encoding, hash, end))
+impl BlobRefs {
+    pub fn is_empty(&self) -> bool {
+        self.data.is_none() && self.signature.is_none()
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -122,39 +129,64 @@ impl std::fmt::Debug for Body {
 const RAW_CHUNK: usize = 48 * 1024;
 
 impl Body {
-    /// Splits serialised JSON at its placeholders and works out the exact length of the body it stands for.
-    pub fn new(json: &str, source: Arc<dyn BlobSource>) -> Result<Body, String> {
-        let mut segments = Vec::new();
-        let mut len = 0u64;
-        let mut json_start = 0;
-        let mut search = 0;
-        while let Some(found) = json[search..].find(OPEN_JSON) {
-            let start = search + found;
-            let inner_start = start + OPEN_JSON.len();
-            search = inner_start;
-            let Some((encoding, hash, inner_len)) = parse_inner(&json[inner_start..]) else {
-                // Text that merely looks like the start of a placeholder: it stays JSON.
-                continue;
-            };
-            // Keep the quotes: the value goes between them.
-            let before = &json[json_start..=start];
-            segments.push(Segment::Json(Bytes::copy_from_slice(before.as_bytes())));
-            len += before.len() as u64;
-            len += match encoding {
-                Encoding::Base64 | Encoding::Base64Url => source.len(hash)?.div_ceil(3) * 4,
-                Encoding::Text => escaped_text(&source.read(hash)?)?.len() as u64,
-            };
-            segments.push(Segment::Blob {
-                hash: hash.to_string(),
-                encoding,
-            });
-            // The closing quote starts the next JSON segment.
-            json_start = inner_start + inner_len + CLOSE_JSON.len() - 1;
-            search = json_start;
+    /// The body of `request`, its referenced values left in `source` until it is streamed.
+    pub fn new(
+        request: &GenerateContentRequest,
+        source: Arc<dyn BlobSource>,
+    ) -> Result<Body, String> {
+        Body::with_image_config(request, &Map::new(), source)
+    }
+
+    /// The body with `image_config` fields added to `generationConfig.imageConfig` (Vertex-only settings).
+    pub fn with_image_config(
+        request: &GenerateContentRequest,
+        image_config: &Map<String, Value>,
+        source: Arc<dyn BlobSource>,
+    ) -> Result<Body, String> {
+        let mut writer = Writer {
+            segments: Vec::new(),
+            pending: Vec::new(),
+            len: 0,
+            source: source.as_ref(),
+        };
+        writer.json(b"{\"contents\":[");
+        for (index, content) in request.contents.iter().enumerate() {
+            if index > 0 {
+                writer.json(b",");
+            }
+            writer.content(index, content)?;
         }
-        let rest = &json[json_start..];
-        segments.push(Segment::Json(Bytes::copy_from_slice(rest.as_bytes())));
-        len += rest.len() as u64;
+        writer.json(b"]");
+        if let Some(system) = &request.system_instruction
+            && system.parts.iter().any(|p| !p.refs.is_empty())
+        {
+            return Err("a system instruction cannot refer to stored values".into());
+        }
+        let tail = Tail {
+            generation_config: &request.generation_config,
+            tools: &request.tools,
+            system_instruction: &request.system_instruction,
+        };
+        let mut tail = serde_json::to_value(tail).map_err(|e| e.to_string())?;
+        if !image_config.is_empty() {
+            let image = &mut tail["generationConfig"]["imageConfig"];
+            if !image.is_object() {
+                *image = Value::Object(Map::new());
+            }
+            if let Value::Object(image) = image {
+                image.extend(image_config.clone());
+            }
+        }
+        let tail = serde_json::to_string(&tail).map_err(|e| e.to_string())?;
+        // `{"generationConfig":...}` continues the object after the contents.
+        match tail.strip_prefix('{') {
+            Some("}") | None => writer.json(b"}"),
+            Some(rest) => {
+                writer.json(b",");
+                writer.json(rest.as_bytes());
+            }
+        }
+        let (segments, len) = writer.finish();
         Ok(Body {
             segments,
             len,
@@ -205,6 +237,283 @@ impl Body {
     }
 }
 
+/// The request's fields after `contents`, in the order [`GenerateContentRequest`] serialises them.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Tail<'a> {
+    generation_config: &'a super::types::GenerationConfig,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tools: &'a Vec<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    system_instruction: &'a Option<Content>,
+}
+
+/// Builds the segments of a body: JSON bytes, with each referenced value as a segment of its own.
+struct Writer<'a> {
+    segments: Vec<Segment>,
+    pending: Vec<u8>,
+    len: u64,
+    source: &'a dyn BlobSource,
+}
+
+impl Writer<'_> {
+    fn json(&mut self, bytes: &[u8]) {
+        self.pending.extend_from_slice(bytes);
+    }
+
+    fn value(&mut self, value: &impl Serialize) -> Result<(), String> {
+        serde_json::to_writer(&mut self.pending, value).map_err(|e| e.to_string())
+    }
+
+    fn flush(&mut self) {
+        if !self.pending.is_empty() {
+            let bytes = std::mem::take(&mut self.pending);
+            self.len += bytes.len() as u64;
+            self.segments.push(Segment::Json(Bytes::from(bytes)));
+        }
+    }
+
+    /// A referenced value, between the quotes of its JSON string.
+    fn blob(&mut self, blob: &BlobRef, place: &str) -> Result<(), String> {
+        let missing = |e: String| {
+            format!(
+                "{place} refers to a stored value (blob {}...) that cannot be read from the database ({e}); the rest \
+                 of the thread is intact: /context last N leaves the turns before it out, or /branch NAME @TURN \
+                 continues from an earlier turn",
+                blob.hash.get(..12).unwrap_or(&blob.hash)
+            )
+        };
+        self.json(b"\"");
+        self.flush();
+        self.len += match blob.encoding {
+            Encoding::Base64 | Encoding::Base64Url => {
+                self.source.len(&blob.hash).map_err(missing)?.div_ceil(3) * 4
+            }
+            Encoding::Text => {
+                escaped_text(&self.source.read(&blob.hash).map_err(missing)?)?.len() as u64
+            }
+        };
+        self.segments.push(Segment::Blob {
+            hash: blob.hash.clone(),
+            encoding: blob.encoding,
+        });
+        self.json(b"\"");
+        Ok(())
+    }
+
+    /// A content as serde writes it (`role`, `parts`, its other fields), each part written by [`Writer::part`].
+    fn content(&mut self, index: usize, content: &Content) -> Result<(), String> {
+        let Value::Object(fields) = serde_json::to_value(Content {
+            parts: Vec::new(),
+            ..content.clone()
+        })
+        .map_err(|e| e.to_string())?
+        else {
+            return Err("a content is not a JSON object".into());
+        };
+        self.json(b"{");
+        for (n, (key, value)) in fields.iter().enumerate() {
+            if n > 0 {
+                self.json(b",");
+            }
+            self.value(key)?;
+            self.json(b":");
+            if key == "parts" {
+                self.json(b"[");
+                for (j, part) in content.parts.iter().enumerate() {
+                    if j > 0 {
+                        self.json(b",");
+                    }
+                    self.part(part, &format!("part {} of content {}", j + 1, index + 1))?;
+                }
+                self.json(b"]");
+            } else {
+                self.value(value)?;
+            }
+        }
+        self.json(b"}");
+        Ok(())
+    }
+
+    /// A part as serde writes it, with its referenced values (and only those) read from the source.
+    fn part(&mut self, part: &Part, place: &str) -> Result<(), String> {
+        if part.refs.is_empty() {
+            return self.value(part);
+        }
+        let Value::Object(fields) = serde_json::to_value(part).map_err(|e| e.to_string())? else {
+            return Err("a part is not a JSON object".into());
+        };
+        if part.refs.data.is_some() && !fields.contains_key("inlineData") {
+            return Err(format!(
+                "{place} refers to stored image data but has no inlineData"
+            ));
+        }
+        if part.refs.signature.is_some() && !fields.contains_key("thoughtSignature") {
+            return Err(format!(
+                "{place} refers to a stored signature but has no thoughtSignature"
+            ));
+        }
+        self.json(b"{");
+        for (n, (key, value)) in fields.iter().enumerate() {
+            if n > 0 {
+                self.json(b",");
+            }
+            self.value(key)?;
+            self.json(b":");
+            match (key.as_str(), &part.refs) {
+                (
+                    "thoughtSignature",
+                    BlobRefs {
+                        signature: Some(blob),
+                        ..
+                    },
+                ) => self.blob(blob, place)?,
+                (
+                    "inlineData",
+                    BlobRefs {
+                        data: Some(blob), ..
+                    },
+                ) => {
+                    let Value::Object(inline) = value else {
+                        return Err(format!("{place}: inlineData is not an object"));
+                    };
+                    self.json(b"{");
+                    for (m, (key, value)) in inline.iter().enumerate() {
+                        if m > 0 {
+                            self.json(b",");
+                        }
+                        self.value(key)?;
+                        self.json(b":");
+                        if key == "data" {
+                            self.blob(blob, place)?;
+                        } else {
+                            self.value(value)?;
+                        }
+                    }
+                    self.json(b"}");
+                }
+                _ => self.value(value)?,
+            }
+        }
+        self.json(b"}");
+        Ok(())
+    }
+
+    fn finish(mut self) -> (Vec<Segment>, u64) {
+        self.flush();
+        (self.segments, self.len)
+    }
+}
+
+/// Stored values in a body built from JSON text (the Interactions and Batch APIs' requests, which peel does not write
+/// field by field): each value's slot holds a marker made of a nonce drawn for this body, after everything in it
+/// was received, so no text from a server or an import can hold one; [`Body::marked`] splits the JSON at the
+/// markers and reads each value from the store as the body goes out.
+#[derive(Debug, Clone)]
+pub struct Marks {
+    nonce: String,
+    refs: Vec<BlobRef>,
+}
+
+impl Default for Marks {
+    fn default() -> Self {
+        Marks::new()
+    }
+}
+
+impl Marks {
+    pub fn new() -> Marks {
+        Marks {
+            nonce: format!("{:016x}{:016x}", random_u64(), random_u64()),
+            refs: Vec::new(),
+        }
+    }
+
+    /// Puts a marker in every slot of `contents` whose value stays in the store (a part's typed references).
+    pub fn fill(&mut self, contents: &mut [Content]) {
+        for part in contents.iter_mut().flat_map(|c| c.parts.iter_mut()) {
+            if let Some(data) = part.refs.data.take()
+                && let Some(inline) = &mut part.inline_data
+            {
+                inline.data = self.mark(data);
+            }
+            if let Some(signature) = part.refs.signature.take() {
+                part.thought_signature = Some(self.mark(signature));
+            }
+        }
+    }
+
+    fn mark(&mut self, blob: BlobRef) -> String {
+        self.refs.push(blob);
+        format!("\u{1}peel:{}:{}\u{1}", self.nonce, self.refs.len() - 1)
+    }
+
+    /// `"\u0001peel:NONCE:` as serde_json writes the start of a marker inside a JSON string.
+    fn opening(&self) -> String {
+        format!("\"\\u0001peel:{}:", self.nonce)
+    }
+}
+
+/// 64 random bits: std's hasher is keyed from the operating system's randomness, freshly for each RandomState.
+fn random_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    hasher.finish()
+}
+
+impl Body {
+    /// A body of JSON text with no stored values in it.
+    pub fn plain(json: &str) -> Body {
+        let len = json.len() as u64;
+        Body {
+            segments: vec![Segment::Json(Bytes::copy_from_slice(json.as_bytes()))],
+            len,
+            source: Arc::new(NoBlobs),
+        }
+    }
+
+    /// A body of JSON text whose marked slots ([`Marks`]) are read from `source` as it goes out.
+    pub fn marked(json: &str, marks: &Marks, source: Arc<dyn BlobSource>) -> Result<Body, String> {
+        let mut writer = Writer {
+            segments: Vec::new(),
+            pending: Vec::new(),
+            len: 0,
+            source: source.as_ref(),
+        };
+        let opening = marks.opening();
+        let mut rest = json;
+        while let Some(at) = rest.find(&opening) {
+            let after = &rest[at + opening.len()..];
+            let digits = after.bytes().take_while(u8::is_ascii_digit).count();
+            let index: usize = after[..digits]
+                .parse()
+                .map_err(|_| "a marker without its index".to_string())?;
+            let after = after[digits..]
+                .strip_prefix("\\u0001\"")
+                .ok_or("a marker that does not end where it should")?;
+            let blob = marks
+                .refs
+                .get(index)
+                .ok_or("a marker for a value that was never marked")?;
+            writer.json(&rest.as_bytes()[..at]);
+            writer.blob(blob, "a stored value")?;
+            rest = after;
+        }
+        writer.json(rest.as_bytes());
+        let (segments, len) = writer.finish();
+        Ok(Body {
+            segments,
+            len,
+            source,
+        })
+    }
+}
+
 /// A text value as it goes between JSON quotes.
 fn escaped_text(raw: &[u8]) -> Result<String, String> {
     let text = Encoding::Text.encode(raw)?;
@@ -238,41 +547,31 @@ fn encoded_chunks(
     }
 }
 
-/// The request with every placeholder replaced by its value: for the offline stand-in, which reads the images.
+/// The request with every referenced value put in place: for the offline stand-in, which reads the images.
 pub fn inflate(
     request: &GenerateContentRequest,
     source: &dyn BlobSource,
 ) -> Result<GenerateContentRequest, String> {
-    let resolve = |value: &mut String| -> Result<(), String> {
-        if let Some((encoding, hash)) = value
-            .strip_prefix(OPEN)
-            .and_then(|v| v.strip_suffix(CLOSE))
-            .and_then(parse_placeholder)
-        {
-            *value = encoding.encode(&source.read(hash)?)?;
-        }
-        Ok(())
+    let resolve = |blob: &BlobRef| -> Result<String, String> {
+        blob.encoding.encode(&source.read(&blob.hash)?)
     };
     let mut request = request.clone();
     for content in &mut request.contents {
-        inflate_content(content, &resolve)?;
+        for part in &mut content.parts {
+            let refs = std::mem::take(&mut part.refs);
+            if let Some(blob) = &refs.data {
+                let inline = part
+                    .inline_data
+                    .as_mut()
+                    .ok_or("stored image data without inlineData")?;
+                inline.data = resolve(blob)?;
+            }
+            if let Some(blob) = &refs.signature {
+                part.thought_signature = Some(resolve(blob)?);
+            }
+        }
     }
     Ok(request)
-}
-
-fn inflate_content(
-    content: &mut Content,
-    resolve: &dyn Fn(&mut String) -> Result<(), String>,
-) -> Result<(), String> {
-    for part in &mut content.parts {
-        if let Some(inline) = &mut part.inline_data {
-            resolve(&mut inline.data)?;
-        }
-        if let Some(signature) = &mut part.thought_signature {
-            resolve(signature)?;
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -297,6 +596,27 @@ mod tests {
         }
     }
 
+    fn blob(hash: &str, encoding: Encoding) -> BlobRef {
+        BlobRef {
+            hash: hash.into(),
+            encoding,
+        }
+    }
+
+    /// A part whose image and signature stay in the store.
+    fn stored(data: BlobRef, signature: BlobRef) -> Part {
+        let mut p = Part::image("image/jpeg", String::new());
+        p.thought_signature = Some(String::new());
+        p.refs = BlobRefs {
+            data: Some(data),
+            signature: Some(signature),
+        };
+        p
+    }
+
+    /// What the old in-band placeholder looked like: text equal to it must stay text.
+    const FORGED: &str = "\u{1}peel-blob:base64:img\u{1}";
+
     fn request_and_source() -> (GenerateContentRequest, GenerateContentRequest, Arc<Blobs>) {
         let image: Vec<u8> = (0..200_000u32).map(|i| (i * 7 % 251) as u8).collect();
         let signature: Vec<u8> = (0..100_001u32).map(|i| (i * 13 % 256) as u8).collect();
@@ -306,33 +626,35 @@ mod tests {
             ("sig".to_string(), signature.clone()),
             ("txt".to_string(), text.clone()),
         ]));
-        let part = |data: String, sig: String| {
-            let mut p = Part::image("image/jpeg", data);
-            p.thought_signature = Some(sig);
-            p
-        };
         let model = |parts| Content {
             role: Some("model".into()),
             parts,
             extra: Default::default(),
         };
+        // A model part received with strings that look like references: they are sent as they are.
+        let mut lookalike = Part::image("image/png", FORGED.into());
+        lookalike.thought_signature = Some(FORGED.into());
+        lookalike.extra.insert(
+            "$blob".into(),
+            serde_json::json!({"$blob": "img", "enc": "base64"}),
+        );
         let with_refs = vec![
-            Content::user(vec![Part::text(
-                "\u{1}peel-blob:base64:img\u{1} typed by a person",
-            )]),
+            Content::user(vec![Part::text(FORGED), Part::text("typed by a person")]),
             model(vec![
-                part(
-                    placeholder("img", Encoding::Base64),
-                    placeholder("sig", Encoding::Base64Url),
+                stored(
+                    blob("img", Encoding::Base64),
+                    blob("sig", Encoding::Base64Url),
                 ),
-                part(
-                    placeholder("img", Encoding::Base64),
-                    placeholder("txt", Encoding::Text),
-                ),
+                stored(blob("img", Encoding::Base64), blob("txt", Encoding::Text)),
+                Part::text(FORGED),
+                lookalike,
             ]),
             Content::user(vec![Part::text("next")]),
         ];
         let mut inline = with_refs.clone();
+        for part in &mut inline[1].parts {
+            part.refs = BlobRefs::default();
+        }
         inline[1].parts[0].inline_data.as_mut().unwrap().data = STANDARD.encode(&image);
         inline[1].parts[0].thought_signature = Some(URL_SAFE.encode(&signature));
         inline[1].parts[1].inline_data.as_mut().unwrap().data = STANDARD.encode(&image);
@@ -340,7 +662,7 @@ mod tests {
         let request = |contents| GenerateContentRequest {
             contents,
             generation_config: GenerationConfig::default(),
-            tools: Vec::new(),
+            tools: vec![serde_json::json!({"googleSearch": {}})],
             system_instruction: None,
         };
         (request(with_refs), request(inline), Arc::new(source))
@@ -350,7 +672,7 @@ mod tests {
     fn the_streamed_body_is_exactly_the_plain_serialisation() {
         let (with_refs, inline, source) = request_and_source();
         let expected = serde_json::to_vec(&inline).unwrap();
-        let body = Body::new(&serde_json::to_string(&with_refs).unwrap(), source.clone()).unwrap();
+        let body = Body::new(&with_refs, source.clone()).unwrap();
         assert_eq!(body.len(), expected.len() as u64);
         assert_eq!(body.to_vec().unwrap(), expected);
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -365,10 +687,78 @@ mod tests {
         assert_eq!(inflate(&with_refs, source.as_ref()).unwrap(), inline);
     }
 
+    /// Issue 9: a text part (from a model answer or an imported thread) equal to the old placeholder was replaced by
+    /// a blob from any session. Now only a reference set by the store reads a blob.
     #[test]
-    fn a_missing_blob_is_an_error_not_a_short_body() {
+    fn no_text_can_stand_for_a_stored_value() {
+        let (with_refs, _, source) = request_and_source();
+        let mut forged = with_refs.clone();
+        forged.contents[1].parts.truncate(0);
+        forged.contents[1].parts.push(Part::text(FORGED));
+        let body = String::from_utf8(
+            Body::new(&forged, source.clone())
+                .unwrap()
+                .to_vec()
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(body, serde_json::to_string(&forged).unwrap());
+        assert!(!body.contains(&STANDARD.encode(&source.0["img"])));
+        // Parsed back as a request would be, the lookalikes are still the strings they were.
+        let sent: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(sent["contents"][0]["parts"][0]["text"], FORGED);
+    }
+
+    #[test]
+    fn vertex_image_fields_go_into_the_image_config() {
+        let (with_refs, inline, source) = request_and_source();
+        let mut fields = Map::new();
+        fields.insert("personGeneration".into(), serde_json::json!("ALLOW_ADULT"));
+        let body = Body::with_image_config(&with_refs, &fields, source).unwrap();
+        let sent: serde_json::Value = serde_json::from_slice(&body.to_vec().unwrap()).unwrap();
+        assert_eq!(
+            sent["generationConfig"]["imageConfig"]["personGeneration"],
+            "ALLOW_ADULT"
+        );
+        let mut expected = serde_json::to_value(&inline).unwrap();
+        expected["generationConfig"]["imageConfig"] =
+            serde_json::json!({"personGeneration": "ALLOW_ADULT"});
+        assert_eq!(sent, expected);
+    }
+
+    /// A reference to a blob the database lacks is a clear error about that one value, not a short body.
+    #[test]
+    fn marked_json_bodies_read_the_marked_values_and_nothing_else() {
+        let (with_refs, inline, source) = request_and_source();
+        let mut contents = with_refs.contents.clone();
+        let mut marks = Marks::new();
+        marks.fill(&mut contents);
+        // A text that looks like a marker of another body, or like this one's without its nonce, stays text.
+        contents[0].parts[0].text = Some("\u{1}peel:0123:0\u{1}".into());
+        let json = serde_json::to_string(&contents).unwrap();
+        let body = Body::marked(&json, &marks, source.clone()).unwrap();
+        let mut expected = inline.contents.clone();
+        expected[0].parts[0].text = Some("\u{1}peel:0123:0\u{1}".into());
+        assert_eq!(
+            body.to_vec().unwrap(),
+            serde_json::to_vec(&expected).unwrap()
+        );
+        assert_eq!(
+            body.len(),
+            serde_json::to_vec(&expected).unwrap().len() as u64
+        );
+        assert_ne!(Marks::new().nonce, marks.nonce);
+        assert_eq!(Body::plain("{}").to_vec().unwrap(), b"{}");
+    }
+
+    #[test]
+    fn a_missing_blob_is_a_clear_error_not_a_short_body() {
         let (with_refs, _, _) = request_and_source();
         let empty: Arc<dyn BlobSource> = Arc::new(Blobs(HashMap::new()));
-        assert!(Body::new(&serde_json::to_string(&with_refs).unwrap(), empty).is_err());
+        let error = Body::new(&with_refs, empty).unwrap_err();
+        assert!(
+            error.contains("part 1 of content 2") && error.contains("/context last"),
+            "{error}"
+        );
     }
 }

@@ -50,6 +50,10 @@ pub struct ClientConfig {
     pub retry: RetryPolicy,
     /// Requests bigger than this are refused before they are sent.
     pub max_request_bytes: usize,
+    /// An answer bigger than this is not read further (`max_response_mb`).
+    pub max_response_bytes: u64,
+    /// An answer that sends nothing for this long is given up (`idle_timeout`).
+    pub idle_timeout: Duration,
     /// Vertex-only `imageConfig` fields (`personGeneration`, `imageOutputOptions`) added to every request.
     pub vertex_image_config: Map<String, Value>,
 }
@@ -88,21 +92,23 @@ impl Client {
         Ok(Client { http, config })
     }
 
-    /// The endpoint without any credential: safe to print.
-    pub fn endpoint(&self, model: &str, stream: bool) -> String {
+    /// The endpoint without any credential: safe to print. The model id goes into the path, so it is checked by
+    /// the same rule as a typed one first (an id from an imported thread must not reach another path).
+    pub fn endpoint(&self, model: &str, stream: bool) -> Result<String, GeminiError> {
+        crate::names::validate_model_id(model).map_err(|e| GeminiError::Invalid(e.to_string()))?;
         let base = self.config.base_url.trim_end_matches('/');
         let method = if stream {
             "streamGenerateContent?alt=sse"
         } else {
             "generateContent"
         };
-        match &self.config.api {
+        Ok(match &self.config.api {
             Api::Gemini => format!("{base}/v1beta/models/{model}:{method}"),
             Api::Vertex { project, location } => format!(
                 "{base}/v1/projects/{project}/locations/{location}/publishers/google/models/{model}:{method}"
             ),
             Api::VertexExpress => format!("{base}/v1/publishers/google/models/{model}:{method}"),
-        }
+        })
     }
 
     /// One turn: `generateContent`, or `streamGenerateContent` with the parts reported through `progress` as they
@@ -115,11 +121,29 @@ impl Client {
         stream: bool,
         progress: &dyn Fn(Progress<'_>),
     ) -> Result<GenerateContentResponse, GeminiError> {
-        let body = self.body(request, blobs)?;
-        self.config
+        // What the server says as it streams is shown at once: without the credential, if it echoes it.
+        let progress = |p: Progress<'_>| match p {
+            Progress::Thought(text) if self.holds_secret(text) => {
+                progress(Progress::Thought(&self.scrub_text(text)))
+            }
+            Progress::Text(text) if self.holds_secret(text) => {
+                progress(Progress::Text(&self.scrub_text(text)))
+            }
+            other => progress(other),
+        };
+        let body = self.body(request, blobs).map_err(|e| self.clean(e))?;
+        let mut response = self
+            .config
             .retry
-            .run(progress, || self.attempt(model, &body, stream, progress))
+            .run(&progress, || async {
+                self.attempt(model, &body, stream, &progress)
+                    .await
+                    .map_err(|e| self.clean(e))
+            })
             .await
+            .map_err(|e| self.clean(e))?;
+        self.scrub_response(&mut response);
+        Ok(response)
     }
 
     /// The request body, with the Vertex-only image fields added, checked against the size budget. Large values
@@ -129,21 +153,9 @@ impl Client {
         request: &GenerateContentRequest,
         blobs: &Arc<dyn BlobSource>,
     ) -> Result<Body, GeminiError> {
-        let encode = |e: serde_json::Error| GeminiError::Malformed(e.to_string());
-        let json = if self.config.vertex_image_config.is_empty() {
-            serde_json::to_string(request).map_err(encode)?
-        } else {
-            let mut value = serde_json::to_value(request).map_err(encode)?;
-            let image = &mut value["generationConfig"]["imageConfig"];
-            if !image.is_object() {
-                *image = Value::Object(Map::new());
-            }
-            if let Value::Object(image) = image {
-                image.extend(self.config.vertex_image_config.clone());
-            }
-            serde_json::to_string(&value).map_err(encode)?
-        };
-        let body = Body::new(&json, blobs.clone()).map_err(GeminiError::Malformed)?;
+        let body =
+            Body::with_image_config(request, &self.config.vertex_image_config, blobs.clone())
+                .map_err(GeminiError::Malformed)?;
         self.budgeted(body)
     }
 
@@ -154,12 +166,14 @@ impl Client {
         stream: bool,
         progress: &dyn Fn(Progress<'_>),
     ) -> Result<GenerateContentResponse, GeminiError> {
-        let url = self.endpoint(model, stream);
+        let url = self.endpoint(model, stream)?;
         let response = self
             .send(Method::POST, &url, &HeaderMap::new(), Some(body), progress)
             .await?;
         if !stream {
-            let bytes = response.bytes().await.map_err(|e| self.transport(e))?;
+            let bytes = self
+                .read_body(response, self.config.max_response_bytes, false)
+                .await?;
             return parse_response(&bytes);
         }
         let is_sse = response
@@ -169,14 +183,22 @@ impl Client {
             .is_some_and(|v| v.starts_with("text/event-stream"));
         if !is_sse {
             // A JSON array of chunks (Vertex without alt=sse) or a gateway that answered in one piece.
-            let bytes = response.bytes().await.map_err(|e| self.transport(e))?;
+            let bytes = self
+                .read_body(response, self.config.max_response_bytes, false)
+                .await?;
             return assemble_body(&bytes, progress);
         }
         let mut decoder = SseDecoder::new();
         let mut assembler = Assembler::new();
         let mut chunks = response.bytes_stream();
-        while let Some(chunk) = chunks.next().await {
-            let chunk = chunk.map_err(|e| self.transport(e))?;
+        let mut received = 0u64;
+        while let Some(chunk) = self.next_chunk(&mut chunks).await? {
+            received += chunk.len() as u64;
+            if received > self.config.max_response_bytes {
+                return Err(GeminiError::ResponseTooLarge {
+                    limit: self.config.max_response_bytes,
+                });
+            }
             for event in decoder.push(&chunk) {
                 assembler.push_json(&event, progress)?;
             }
@@ -210,10 +232,12 @@ impl Client {
     ) -> Result<reqwest::Response, GeminiError> {
         let status = response.status();
         if !status.is_success() {
-            let bytes = response.bytes().await.map_err(|e| self.transport(e))?;
-            return Err(GeminiError::Api(
-                self.scrub(ApiError::from_body(status.as_u16(), &bytes)),
-            ));
+            // An error body is a few hundred bytes; whatever more a server sends is not read.
+            let bytes = self.read_body(response, MAX_ERROR_BODY, true).await?;
+            return Err(self.clean(GeminiError::Api(ApiError::from_body(
+                status.as_u16(),
+                &bytes,
+            ))));
         }
         Ok(response)
     }
@@ -287,6 +311,44 @@ impl Client {
         Ok(body)
     }
 
+    /// The next chunk of a body, or the end; an error when nothing arrives within the idle timeout.
+    async fn next_chunk(
+        &self,
+        chunks: &mut (impl futures_util::Stream<Item = reqwest::Result<bytes::Bytes>> + Unpin),
+    ) -> Result<Option<bytes::Bytes>, GeminiError> {
+        match tokio::time::timeout(self.config.idle_timeout, chunks.next()).await {
+            Err(_) => Err(GeminiError::Stalled {
+                idle: self.config.idle_timeout,
+            }),
+            Ok(None) => Ok(None),
+            Ok(Some(chunk)) => chunk.map(Some).map_err(|e| self.transport(e)),
+        }
+    }
+
+    /// A whole body of at most `limit` bytes, read as it arrives (never more than `limit` plus one chunk). With
+    /// `truncate`, a longer body is cut at `limit` instead of refused (for error bodies, which are shown, not used).
+    async fn read_body(
+        &self,
+        response: reqwest::Response,
+        limit: u64,
+        truncate: bool,
+    ) -> Result<Vec<u8>, GeminiError> {
+        let mut chunks = response.bytes_stream();
+        let mut body = Vec::new();
+        while let Some(chunk) = self.next_chunk(&mut chunks).await? {
+            if (body.len() + chunk.len()) as u64 > limit {
+                if truncate {
+                    let room = (limit as usize).saturating_sub(body.len());
+                    body.extend_from_slice(&chunk[..room.min(chunk.len())]);
+                    break;
+                }
+                return Err(GeminiError::ResponseTooLarge { limit });
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body)
+    }
+
     /// Whether `url` is on the configured server (same scheme, host and port): only there may the credential go.
     pub(super) fn same_origin(&self, url: &reqwest::Url) -> bool {
         reqwest::Url::parse(&self.config.base_url).is_ok_and(|base| base.origin() == url.origin())
@@ -340,24 +402,106 @@ impl Client {
         };
         GeminiError::Transport {
             host,
-            reason: self.scrub_text(&redact_url(&reason)),
+            reason: redact_url(&reason),
             retryable,
         }
     }
 
-    fn scrub(&self, mut error: ApiError) -> ApiError {
-        error.message = self.scrub_text(&error.message);
-        error
+    /// An error fit for the terminal: every string sanitised and without the credential.
+    fn clean(&self, error: GeminiError) -> GeminiError {
+        error.map_text(&|text| crate::untrusted::sanitize(&self.scrub_text(text)))
+    }
+
+    fn holds_secret(&self, text: &str) -> bool {
+        self.config
+            .credential
+            .secret()
+            .is_some_and(|s| crate::untrusted::contains_secret(text, s.expose()))
     }
 
     /// A server or a library may echo the credential back; it never reaches the person.
     fn scrub_text(&self, text: &str) -> String {
         match self.config.credential.secret() {
-            Some(secret) if !secret.expose().is_empty() => text.replace(secret.expose(), "***"),
-            _ => text.to_string(),
+            Some(secret) => crate::untrusted::scrub(text, secret.expose()),
+            None => text.to_string(),
         }
     }
+
+    /// The credential out of every string of an answer (a hostile gateway could put it in the model's text, where
+    /// it would be stored, exported and shown). An honest answer never holds it, so nothing changes then.
+    fn scrub_response(&self, response: &mut GenerateContentResponse) {
+        let Some(secret) = self.config.credential.secret() else {
+            return;
+        };
+        let secret = secret.expose();
+        if secret.is_empty() {
+            return;
+        }
+        let fix = |text: &mut String| {
+            if crate::untrusted::contains_secret(text, secret) {
+                *text = crate::untrusted::scrub(text, secret);
+            }
+        };
+        let fix_map = |map: &mut Map<String, Value>| {
+            for value in map.values_mut() {
+                scrub_value(value, &fix);
+            }
+        };
+        for candidate in &mut response.candidates {
+            if let Some(content) = &mut candidate.content {
+                for part in &mut content.parts {
+                    part.text.as_mut().map(fix);
+                    part.thought_signature.as_mut().map(fix);
+                    if let Some(inline) = &mut part.inline_data {
+                        fix(&mut inline.data);
+                        fix(&mut inline.mime_type);
+                        fix_map(&mut inline.extra);
+                    }
+                    fix_map(&mut part.extra);
+                }
+                content.role.as_mut().map(fix);
+                fix_map(&mut content.extra);
+            }
+            candidate.finish_reason.as_mut().map(fix);
+            candidate.finish_message.as_mut().map(fix);
+            if let Some(grounding) = &mut candidate.grounding_metadata {
+                scrub_value(grounding, &fix);
+            }
+            fix_map(&mut candidate.extra);
+        }
+        if let Some(feedback) = &mut response.prompt_feedback {
+            feedback.block_reason.as_mut().map(fix);
+            feedback.block_reason_message.as_mut().map(fix);
+            fix_map(&mut feedback.extra);
+        }
+        if let Some(usage) = &mut response.usage_metadata {
+            fix_map(&mut usage.extra);
+        }
+        response.model_version.as_mut().map(fix);
+        response.response_id.as_mut().map(fix);
+        fix_map(&mut response.extra);
+    }
 }
+
+/// Every string in a JSON value (keys too) through `fix`.
+fn scrub_value(value: &mut Value, fix: &dyn Fn(&mut String)) {
+    match value {
+        Value::String(text) => fix(text),
+        Value::Array(items) => items.iter_mut().for_each(|v| scrub_value(v, fix)),
+        Value::Object(map) => {
+            let entries: Vec<(String, Value)> = std::mem::take(map).into_iter().collect();
+            for (mut key, mut v) in entries {
+                fix(&mut key);
+                scrub_value(&mut v, fix);
+                map.insert(key, v);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Error bodies beyond this are not read: a few hundred bytes say what went wrong.
+const MAX_ERROR_BODY: u64 = 64 * 1024;
 
 /// A 2xx body: one response, or (Vertex) a one-element array of it.
 pub fn parse_response(bytes: &[u8]) -> Result<GenerateContentResponse, GeminiError> {
@@ -397,6 +541,8 @@ mod tests {
             timeout: Duration::from_secs(1),
             retry: RetryPolicy::default(),
             max_request_bytes: 1 << 20,
+            max_response_bytes: 1 << 20,
+            idle_timeout: Duration::from_secs(1),
             vertex_image_config: Map::new(),
         })
         .unwrap()
@@ -406,11 +552,11 @@ mod tests {
     fn endpoints_for_each_api() {
         let gemini = client("https://g/", Api::Gemini);
         assert_eq!(
-            gemini.endpoint("m", false),
+            gemini.endpoint("m", false).unwrap(),
             "https://g/v1beta/models/m:generateContent"
         );
         assert_eq!(
-            gemini.endpoint("m", true),
+            gemini.endpoint("m", true).unwrap(),
             "https://g/v1beta/models/m:streamGenerateContent?alt=sse"
         );
         let vertex = client(
@@ -421,16 +567,20 @@ mod tests {
             },
         );
         assert_eq!(
-            vertex.endpoint("m", false),
+            vertex.endpoint("m", false).unwrap(),
             "https://us-central1-aiplatform.googleapis.com/v1/projects/p/locations/us-central1/publishers/google/models/m:generateContent"
         );
+        assert!(matches!(
+            gemini.endpoint("../../../v1beta/evil?x=1#", false),
+            Err(GeminiError::Invalid(_))
+        ));
         assert_eq!(
             vertex_base_url("global"),
             "https://aiplatform.googleapis.com"
         );
         let express = client(&vertex_base_url("global"), Api::VertexExpress);
         assert_eq!(
-            express.endpoint("m", true),
+            express.endpoint("m", true).unwrap(),
             "https://aiplatform.googleapis.com/v1/publishers/google/models/m:streamGenerateContent?alt=sse"
         );
     }

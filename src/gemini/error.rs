@@ -45,6 +45,21 @@ pub enum GeminiError {
     /// What was asked is not offered by this kind of server (the Batch and Files APIs on Vertex AI, say).
     #[error("{0}")]
     Unsupported(String),
+    /// The answer grew past the response size limit; the rest was not read.
+    #[error(
+        "the answer passed the {} limit (max_response_mb) and was not read further; nothing was recorded",
+        crate::text::bytes(*limit)
+    )]
+    ResponseTooLarge { limit: u64 },
+    /// The answer stopped arriving: no byte for this long.
+    #[error(
+        "the answer stopped arriving: nothing for {} s (idle_timeout); nothing was recorded",
+        idle.as_secs()
+    )]
+    Stalled { idle: Duration },
+    /// The request would go to a URL built from a value that is not a valid identifier.
+    #[error("{0}")]
+    Invalid(String),
     /// Every allowed attempt failed; the last failure says why.
     #[error("gave up after {attempts} attempts: {last}")]
     GaveUp {
@@ -54,6 +69,36 @@ pub enum GeminiError {
 }
 
 impl GeminiError {
+    /// The error with every string that came from outside passed through `clean` (the sanitiser and the credential
+    /// scrubber): what a server, a gateway or a library said never reaches the terminal as it was.
+    pub fn map_text(self, clean: &dyn Fn(&str) -> String) -> GeminiError {
+        match self {
+            GeminiError::Api(mut e) => {
+                e.message = clean(&e.message);
+                e.status = e.status.map(|s| clean(&s));
+                e.reason = e.reason.map(|s| clean(&s));
+                GeminiError::Api(e)
+            }
+            GeminiError::Transport {
+                host,
+                reason,
+                retryable,
+            } => GeminiError::Transport {
+                host: clean(&host),
+                reason: clean(&reason),
+                retryable,
+            },
+            GeminiError::Malformed(m) => GeminiError::Malformed(clean(&m)),
+            GeminiError::Credential(m) => GeminiError::Credential(clean(&m)),
+            GeminiError::Invalid(m) => GeminiError::Invalid(clean(&m)),
+            GeminiError::GaveUp { attempts, last } => GeminiError::GaveUp {
+                attempts,
+                last: Box::new(last.map_text(clean)),
+            },
+            other => other,
+        }
+    }
+
     /// Worth another attempt after a wait.
     pub fn is_retryable(&self) -> bool {
         match self {
@@ -192,7 +237,10 @@ impl ApiError {
                 text.chars().take(300).collect()
             };
         }
+        // Every field is printed; every field came from the server.
         error.message = sanitize(&error.message);
+        error.status = error.status.map(|s| sanitize(&s));
+        error.reason = error.reason.map(|s| sanitize(&s));
         error
     }
 
@@ -296,5 +344,26 @@ mod tests {
         assert!(!e.message.contains('\x1b'));
         let e = ApiError::from_body(500, b"");
         assert_eq!(e.message, "(empty body)");
+    }
+
+    /// Issue 9: status, type, code and ErrorInfo reason were printed raw (an OSC 52 clipboard write and a title
+    /// change ran). Every field is sanitised now, in Google's and gateways' shapes.
+    #[test]
+    fn every_field_of_an_error_is_inert() {
+        let evil = "\u{1b}]52;c;cGF5bG9hZA==\u{7}\u{1b}]0;pwned\u{7}\u{202e}";
+        let bodies = [
+            serde_json::json!({"error": {"code": 400, "message": evil, "status": evil,
+                "details": [{"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": evil}]}}),
+            serde_json::json!({"error": {"message": evil, "type": evil, "code": evil}}),
+            serde_json::json!({"error": {"message": evil, "code": evil}}),
+            serde_json::json!([{"error": {"code": 429, "message": evil, "status": evil}}]),
+            serde_json::json!({"error": evil}),
+        ];
+        for body in bodies {
+            let e = ApiError::from_body(400, body.to_string().as_bytes());
+            let shown = GeminiError::Api(e.clone()).to_string();
+            assert!(crate::untrusted::is_inert(&shown), "{shown:?}");
+            assert!(shown.contains("]52;c;"), "still readable: {shown}");
+        }
     }
 }

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::Progress;
-use super::body::{Body, NoBlobs};
+use super::body::Body;
 use super::client::{Api, Client};
 use super::error::{ApiError, GeminiError};
 use super::interactions::client::path_segment;
@@ -146,8 +146,7 @@ impl Client {
         }
         let metadata =
             serde_json::json!({"file": {"displayName": display_name, "mimeType": mime_type}});
-        let metadata = Body::new(&metadata.to_string(), std::sync::Arc::new(NoBlobs))
-            .map_err(GeminiError::Malformed)?;
+        let metadata = Body::plain(&metadata.to_string());
         let started = self
             .send(
                 Method::POST,

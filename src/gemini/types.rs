@@ -102,6 +102,10 @@ pub struct Part {
     pub thought_signature: Option<String>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
+    /// Which of this part's large values stay in the store until the body streams (set only by the store; never
+    /// serialised or deserialised, so no text can stand for a stored value).
+    #[serde(skip)]
+    pub refs: super::body::BlobRefs,
 }
 
 impl Part {

@@ -12,7 +12,7 @@ use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::gemini::Part;
-use crate::gemini::body::{self, Encoding};
+use crate::gemini::body::{BlobRef, BlobRefs, Encoding};
 
 /// Values shorter than this stay inline in the JSON: not worth a row.
 const INLINE_LIMIT: usize = 1024;
@@ -113,12 +113,48 @@ pub fn internalize(
     })
 }
 
-/// The parts with each blob reference turned into a placeholder ([`body::placeholder`]): what a request carries
-/// until its body is streamed, so a long history is never held in memory as base64.
+/// The parts with each blob reference left in the store: the value's string is empty and the part's typed
+/// [`BlobRefs`] say which blob goes there when the body streams ([`crate::gemini::body`]), so a long history is
+/// never held in memory as base64.
 pub fn internalize_refs(stored: &str) -> Result<Vec<Part>> {
-    internalize_with(stored, &mut |hash, encoding| {
-        Ok(body::placeholder(hash, encoding))
-    })
+    let values: Vec<Value> = serde_json::from_str(stored).context("stored parts are not JSON")?;
+    let mut parts = Vec::with_capacity(values.len());
+    for mut value in values {
+        let mut refs = BlobRefs::default();
+        if let Some(object) = value.as_object_mut() {
+            if let Some(Value::Object(inline)) = object.get_mut("inlineData") {
+                refs.data = take_ref(inline, "data")?;
+            }
+            refs.signature = take_ref(object, "thoughtSignature")?;
+        }
+        let mut part: Part =
+            serde_json::from_value(value).context("stored part has the wrong shape")?;
+        part.refs = refs;
+        parts.push(part);
+    }
+    Ok(parts)
+}
+
+/// A blob reference at `key`, replaced by an empty string.
+fn take_ref(object: &mut Map<String, Value>, key: &str) -> Result<Option<BlobRef>> {
+    let Some(Value::Object(reference)) = object.get(key) else {
+        return Ok(None);
+    };
+    let (Some(hash), Some(encoding)) = (
+        reference.get("$blob").and_then(Value::as_str),
+        reference
+            .get("enc")
+            .and_then(Value::as_str)
+            .and_then(Encoding::from_name),
+    ) else {
+        bail!("a stored part has a malformed blob reference")
+    };
+    let blob = BlobRef {
+        hash: hash.to_string(),
+        encoding,
+    };
+    object.insert(key.to_string(), Value::String(String::new()));
+    Ok(Some(blob))
 }
 
 /// The parts with each blob reference replaced by what `value` makes of it.

@@ -35,7 +35,7 @@ pub struct NewTurn<'a> {
 }
 
 /// Inserts a turn's blobs and two contents under `parent`, owned by `session_id`; returns (user id, model id).
-fn insert_turn(
+pub(super) fn insert_turn(
     conn: &Connection,
     session_id: i64,
     parent: Option<i64>,
@@ -89,6 +89,31 @@ fn insert_turn(
         }
     }
     Ok((user_id, model_id))
+}
+
+/// Where a committed turn went: its number and take, and the branch it went to when `branched_to` is set.
+pub(super) fn placed_turn(
+    store: &Store,
+    user_id: i64,
+    model_id: i64,
+    branched_to: Option<i64>,
+) -> Result<Appended> {
+    let depth: i64 = store.conn.query_row(
+        "SELECT depth FROM contents WHERE id = ?1",
+        [model_id],
+        |r| r.get(0),
+    )?;
+    let branched_to = match branched_to {
+        Some(id) => Some(store.session_by_id(id)?),
+        None => None,
+    };
+    Ok(Appended {
+        user_id,
+        model_id,
+        turn: depth / 2 + 1,
+        take: store.take(user_id)?,
+        branched_to,
+    })
 }
 
 impl Store {
@@ -238,24 +263,7 @@ impl Store {
         if let Some(checkpointer) = &self.checkpointer {
             checkpointer.nudge();
         }
-        let depth: i64 = self.conn.query_row(
-            "SELECT depth FROM contents WHERE id = ?1",
-            [model_id],
-            |r| r.get(0),
-        )?;
-        let branched_to = if branched {
-            Some(self.session_by_id(owner)?)
-        } else {
-            None
-        };
-        let take = self.take(user_id)?;
-        Ok(Appended {
-            user_id,
-            model_id,
-            turn: depth / 2 + 1,
-            take,
-            branched_to,
-        })
+        placed_turn(self, user_id, model_id, branched.then_some(owner))
     }
 
     /// A thread brought in from elsewhere (`peel import`), as a new session, in one transaction.

@@ -9,13 +9,16 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0001_init.sql"),
     include_str!("../../migrations/0002_branches.sql"),
     include_str!("../../migrations/0003_out_dir.sql"),
+    include_str!("../../migrations/0004_arrivals.sql"),
 ];
 
 pub fn schema_version(conn: &Connection) -> Result<i64> {
     Ok(conn.query_row("PRAGMA user_version", [], |row| row.get(0))?)
 }
 
-/// Brings the database up to this binary's schema; refuses a database written by a newer peel.
+/// Brings the database up to this binary's schema and marks it as peel's, in one transaction; refuses a database
+/// written by a newer peel. A migration that clashes with what the file holds (a table of the same name) is reported
+/// by name, without SQL, and changes nothing.
 pub fn migrate(conn: &mut Connection) -> Result<()> {
     let target = MIGRATIONS.len() as i64;
     let version = schema_version(conn)?;
@@ -25,16 +28,24 @@ pub fn migrate(conn: &mut Connection) -> Result<()> {
              upgrade peel, or use another database with --db"
         );
     }
-    if version == target {
+    let marked: i32 = conn.query_row("PRAGMA application_id", [], |r| r.get(0))?;
+    if version == target && marked == super::open::APPLICATION_ID {
         return Ok(());
     }
     let tx = conn.transaction()?;
     for (index, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
-        tx.execute_batch(sql)
-            .with_context(|| format!("applying migration {}", index + 1))?;
+        tx.execute_batch(sql).map_err(|e| {
+            anyhow::anyhow!(
+                "it could not be brought up to date: step {} of peel's schema clashes with what the file holds \
+                 ({}); nothing was changed",
+                index + 1,
+                super::open::sqlite_message(&e)
+            )
+        })?;
     }
     tx.pragma_update(None, "user_version", target)?;
-    tx.commit()?;
+    tx.pragma_update(None, "application_id", super::open::APPLICATION_ID)?;
+    tx.commit().context("saving the schema")?;
     Ok(())
 }
 

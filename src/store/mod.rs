@@ -1,20 +1,24 @@
 //! SQLite: contents as a tree with parent pointers, sessions as named heads, large values as blobs.
 //! Knows nothing about HTTP or the terminal.
 
+mod arrivals;
 mod blobs;
 mod checkpoint;
 mod contents;
+pub mod journal;
 mod migrate;
+pub mod open;
 mod reader;
 mod sessions;
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
 use rusqlite::{Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
 
+pub use arrivals::{Placement, Recorded, RecoveryReport};
 pub use blobs::{Blob, hash_hex};
 use checkpoint::Checkpointer;
 pub use contents::NewTurn;
@@ -152,6 +156,10 @@ pub struct Store {
     conn: Connection,
     /// Where the database lives, so request bodies can read blobs on a connection of their own.
     path: Option<PathBuf>,
+    /// Why nothing can be saved, when the database was opened read-only.
+    read_only: Option<String>,
+    /// Opened read-only as immutable (a WAL database in a read-only folder): other readers must do the same.
+    immutable: bool,
 }
 
 pub(crate) fn now_ms() -> i64 {
@@ -161,27 +169,112 @@ pub(crate) fn now_ms() -> i64 {
 }
 
 impl Store {
-    /// Opens (creating if needed) the database at `path` and brings its schema up to date.
+    /// Opens the database at `path` (creating it if the file does not exist; its folder must). Only peel's own
+    /// databases are opened: anything else is refused before it is changed, and so is a schema from a newer peel.
+    /// A database this process cannot write is opened read-only: [`Store::read_only`] says why, and every write
+    /// fails with that reason.
     pub fn open(path: &Path) -> Result<Store> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        if path.exists() {
+            open::check_header(path)?;
         }
-        let conn = Connection::open(path)
-            .with_context(|| format!("opening database {}", path.display()))?;
-        let mut store =
-            Store::setup(conn).with_context(|| format!("opening database {}", path.display()))?;
-        store.path = Some(path.to_path_buf());
-        store.conn.pragma_update(
+        if let Some(why) = open::read_only_reason(path) {
+            return Store::open_read_only(path, why);
+        }
+        let mut conn = Connection::open(path)
+            .with_context(|| format!("opening the database {}", path.display()))?;
+        open::busy_timeout(&conn)?;
+        let inspection = open::inspect(&conn, path)?;
+        let fresh = inspection.tables.is_empty();
+        if !inspection.current() || fresh {
+            let mode: String = conn
+                .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+                .map_err(|e| anyhow::anyhow!("{}", open::sqlite_message(&e)))
+                .with_context(|| format!("preparing the database {}", path.display()))?;
+            if mode != "wal" {
+                bail!(
+                    "could not switch the database {} to WAL mode (it reports {mode})",
+                    path.display()
+                );
+            }
+        }
+        conn.pragma_update(None, "foreign_keys", true)?;
+        // Deleted sessions give their pages back to the file system (only settable before the first table).
+        if fresh {
+            conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
+        }
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        migrate::migrate(&mut conn).with_context(|| format!("the database {}", path.display()))?;
+        conn.pragma_update(
             None,
             "wal_autocheckpoint",
             checkpoint::AUTO_CHECKPOINT_PAGES,
         )?;
-        store.checkpointer = Some(Checkpointer::start(path)?);
-        Ok(store)
+        Ok(Store {
+            checkpointer: Some(Checkpointer::start(path)?),
+            conn,
+            path: Some(path.to_path_buf()),
+            read_only: None,
+            immutable: false,
+        })
+    }
+
+    /// Opens the database for reading only (history, show, sessions, export); nothing can be saved.
+    pub fn open_read_only(path: &Path, why: String) -> Result<Store> {
+        if !path.exists() {
+            bail!(
+                "the database {} does not exist yet and cannot be created: {why}",
+                path.display()
+            );
+        }
+        open::check_header(path)?;
+        let (conn, immutable) = open::open_read_only(path)?;
+        open::busy_timeout(&conn)?;
+        let inspection = open::inspect(&conn, path)?;
+        open::read_only_usable(&inspection, path, &why)?;
+        conn.pragma_update(None, "foreign_keys", true)?;
+        Ok(Store {
+            checkpointer: None,
+            conn,
+            path: Some(path.to_path_buf()),
+            read_only: Some(why),
+            immutable,
+        })
+    }
+
+    /// Why nothing can be saved, when the database is read-only: "the file /x/peel.db is read-only".
+    pub fn read_only(&self) -> Option<&str> {
+        self.read_only.as_deref()
+    }
+
+    /// Fails, saying why, when nothing can be saved.
+    pub fn refuse_if_read_only(&self) -> Result<()> {
+        match &self.read_only {
+            Some(why) => bail!("nothing can be saved: {why}"),
+            None => Ok(()),
+        }
+    }
+
+    /// Where the database lives (`None` in memory).
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    /// A database fault in words that name the file ("the disk holding the database X is full").
+    pub fn explain(&self, error: &anyhow::Error) -> Option<String> {
+        open::explain(error, self.path.as_deref().unwrap_or(Path::new(":memory:")))
     }
 
     pub fn open_in_memory() -> Result<Store> {
-        Store::setup(Connection::open_in_memory()?)
+        let mut conn = Connection::open_in_memory()?;
+        conn.pragma_update(None, "foreign_keys", true)?;
+        migrate::migrate(&mut conn)?;
+        Ok(Store {
+            checkpointer: None,
+            conn,
+            path: None,
+            read_only: None,
+            immutable: false,
+        })
     }
 
     /// A reader of this database's blobs for streamed request bodies.
@@ -190,30 +283,8 @@ impl Store {
             self.path
                 .as_deref()
                 .context("an in-memory database has no blob reader")?,
+            self.immutable,
         )
-    }
-
-    fn setup(mut conn: Connection) -> Result<Store> {
-        // Another peel on the same database waits for its turn instead of failing with "database is locked".
-        conn.busy_timeout(Duration::from_secs(10))?;
-        let mode: String = conn
-            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
-            .context("this file is not a peel database (or it is damaged)")?;
-        if mode != "wal" && mode != "memory" {
-            bail!("could not switch the database to WAL mode (it reports {mode})");
-        }
-        conn.pragma_update(None, "foreign_keys", true)?;
-        // Deleted sessions give their pages back to the file system (only settable before the first table).
-        if migrate::schema_version(&conn)? == 0 {
-            conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
-        }
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
-        migrate::migrate(&mut conn)?;
-        Ok(Store {
-            checkpointer: None,
-            conn,
-            path: None,
-        })
     }
 
     pub fn blob(&self, hash: &str) -> Result<Vec<u8>> {
@@ -256,5 +327,7 @@ pub(crate) fn visible_text(parts_json: &str) -> String {
         .join(" ")
 }
 
+#[cfg(test)]
+mod fault_tests;
 #[cfg(test)]
 mod tests;

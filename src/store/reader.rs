@@ -14,11 +14,17 @@ pub struct BlobReader {
 }
 
 impl BlobReader {
-    pub fn open(path: &Path) -> Result<BlobReader> {
-        let conn = Connection::open_with_flags(
-            path,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
+    /// `immutable`: the store itself was opened so (a WAL database in a read-only folder).
+    pub fn open(path: &Path, immutable: bool) -> Result<BlobReader> {
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = if immutable {
+            Connection::open_with_flags(
+                super::open::immutable_uri(path),
+                flags | OpenFlags::SQLITE_OPEN_URI,
+            )
+        } else {
+            Connection::open_with_flags(path, flags)
+        }
         .with_context(|| format!("opening {} to read images", path.display()))?;
         conn.busy_timeout(Duration::from_secs(10))?;
         Ok(BlobReader {

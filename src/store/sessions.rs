@@ -7,6 +7,7 @@ use anyhow::{Context, Result, bail};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::{SessionRow, SessionSummary, Store, now_ms, visible_text};
+use crate::names::{fit_session_name, validate_session_name};
 use crate::settings::Settings;
 
 pub(super) const SESSION_COLUMNS: &str = "id, name, head_id, settings, origin_session, origin_head_id, redo, \
@@ -30,7 +31,8 @@ pub(super) fn session_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Sess
     })
 }
 
-/// The first free name among `base` (when `bare_first`), then `base{sep}2`, `base{sep}3`, ...
+/// The first free name among `base` (when `bare_first`), then `base{sep}2`, `base{sep}3`, ... each cut to stay a
+/// valid session name (so `-s` opens whatever peel names).
 pub(super) fn free_name_in(
     conn: &Connection,
     base: &str,
@@ -44,14 +46,18 @@ pub(super) fn free_name_in(
             |r| r.get(0),
         )?)
     };
-    if bare_first && !taken(base)? {
-        return Ok(base.to_string());
+    let bare = fit_session_name(base, "");
+    if bare_first && !taken(&bare)? {
+        return Ok(bare);
     }
     let mut n = 2;
-    while taken(&format!("{base}{sep}{n}"))? {
+    loop {
+        let name = fit_session_name(base, &format!("{sep}{n}"));
+        if !taken(&name)? {
+            return Ok(name);
+        }
         n += 1;
     }
-    Ok(format!("{base}{sep}{n}"))
 }
 
 /// The automatic name of a branch of `from`: `fox~2`, `fox~3`, ... (a branch of `fox~2` is numbered on from `fox`).
@@ -88,6 +94,7 @@ impl<'a> NewSession<'a> {
 
 /// A new session row; returns its id.
 pub(super) fn insert_session(conn: &Connection, name: &str, new: NewSession<'_>) -> Result<i64> {
+    validate_session_name(name)?;
     let now = now_ms();
     let out_dir = new.out_dir.map(|d| d.to_string_lossy().into_owned());
     conn.execute(

@@ -133,7 +133,7 @@ fn a_file_that_is_not_a_database_is_refused_clearly() {
     let path = dir.path().join("peel.db");
     std::fs::write(&path, vec![b'x'; 8192]).unwrap();
     let err = format!("{:#}", Store::open(&path).err().unwrap());
-    assert!(err.contains("not a peel database"), "{err}");
+    assert!(err.contains("not a SQLite database"), "{err}");
 }
 
 #[test]

@@ -12,7 +12,7 @@ use base64::engine::general_purpose::STANDARD;
 use peel::gemini::batch::{
     BatchOutput, BatchRequest, BatchResult, BatchState, INLINE_LIMIT_BYTES, NewBatch,
 };
-use peel::gemini::body::{BlobSource, Encoding, placeholder};
+use peel::gemini::body::{BlobRef, BlobSource, Encoding, Marks};
 use peel::gemini::outcome::{Outcome, classify};
 use peel::gemini::types::{GenerationConfig, ImageConfig};
 use peel::gemini::{Content, GeminiError, GenerateContentRequest, Part, Progress};
@@ -100,6 +100,7 @@ async fn three_inline_requests_go_pending_running_succeeded_with_an_error_per_ke
                 requests: &batch,
                 max_inline_bytes: INLINE_LIMIT_BYTES,
             },
+            &Marks::new(),
             &no_blobs(),
             &quiet,
         )
@@ -172,15 +173,20 @@ async fn a_batch_over_the_inline_limit_goes_through_an_uploaded_file_and_comes_b
         "ref".to_string(),
         reference.clone(),
     )])));
-    let with_reference = |key: &str| BatchRequest {
-        key: key.to_string(),
-        request: request(
-            "the same fox, in winter",
-            vec![Part::image(
-                "image/png",
-                placeholder("ref", Encoding::Base64),
-            )],
-        ),
+    // The reference as the store hands it over: a typed reference to a stored value, marked for this body.
+    let mut marks = Marks::new();
+    let mut with_reference = |key: &str| {
+        let mut image = Part::image("image/png", String::new());
+        image.refs.data = Some(BlobRef {
+            hash: "ref".into(),
+            encoding: Encoding::Base64,
+        });
+        let mut request = request("the same fox, in winter", vec![image]);
+        marks.fill(&mut request.contents);
+        BatchRequest {
+            key: key.to_string(),
+            request,
+        }
     };
     let mut batch = requests(&["plain-1"]);
     batch.extend([
@@ -197,6 +203,7 @@ async fn a_batch_over_the_inline_limit_goes_through_an_uploaded_file_and_comes_b
                 // Forced: the four requests are about 1.2 MB, well under the real limit.
                 max_inline_bytes: 100_000,
             },
+            &marks,
             &blobs,
             &quiet,
         )
@@ -282,6 +289,7 @@ async fn a_cancelled_batch_stops_and_has_no_results() {
                 requests: &batch,
                 max_inline_bytes: INLINE_LIMIT_BYTES,
             },
+            &Marks::new(),
             &no_blobs(),
             &quiet,
         )

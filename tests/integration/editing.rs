@@ -368,19 +368,24 @@ fn usage_errors_exit_2_without_a_request() {
 #[test]
 fn newer_or_broken_databases_are_refused_clearly() {
     let sandbox = Sandbox::bare();
+    sandbox.run(&["sessions"], "").expect_code(0);
     let conn = rusqlite::Connection::open(sandbox.db()).unwrap();
     conn.pragma_update(None, "user_version", 99).unwrap();
     drop(conn);
     let run = sandbox.run(&["--offline", "x"], "").expect_code(1);
     assert!(
-        run.stderr.contains("newer than this peel understands"),
+        run.stderr.contains("written by a newer peel"),
         "{}",
         run.stderr
     );
 
     std::fs::write(sandbox.db(), vec![0x42; 10_000]).unwrap();
     let run = sandbox.run(&["--offline", "x"], "").expect_code(1);
-    assert!(run.stderr.contains("not a peel database"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("not a SQLite database"),
+        "{}",
+        run.stderr
+    );
     assert_eq!(
         std::fs::read(sandbox.db()).unwrap(),
         vec![0x42; 10_000],

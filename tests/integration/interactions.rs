@@ -9,7 +9,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use peel::gemini::auth::{Auth, Credential};
-use peel::gemini::body::{BlobSource, NoBlobs};
+use peel::gemini::body::{BlobSource, Marks, NoBlobs};
 use peel::gemini::interactions::{
     self, Block, CreateInteraction, Delivery, GenerationConfig, ImageResponseFormat, Interaction,
     InteractionStatus, Step,
@@ -46,6 +46,8 @@ fn client_for(base_url: &str, key: &str) -> Client {
             base_delay: Duration::from_millis(10),
             ..RetryPolicy::default()
         },
+        max_response_bytes: 64 << 20,
+        idle_timeout: Duration::from_secs(30),
         max_request_bytes: 100 * 1000 * 1000,
         vertex_image_config: Default::default(),
     })
@@ -95,7 +97,12 @@ async fn a_three_turn_chain_sends_only_the_new_input_each_turn() {
     let mut answers = Vec::new();
     for prompt in ["a red fox at dawn", "make it night", "add falling snow"] {
         let interaction = client
-            .create_interaction(&turn(prompt, previous.as_deref()), &no_blobs(), &quiet)
+            .create_interaction(
+                &turn(prompt, previous.as_deref()),
+                &Marks::new(),
+                &no_blobs(),
+                &quiet,
+            )
             .await
             .unwrap();
         assert_eq!(interaction.status, InteractionStatus::Completed);
@@ -178,12 +185,17 @@ async fn a_lost_conversation_is_a_typed_error_and_the_whole_thread_brings_it_bac
     let server = FakeGemini::start();
     let client = client(&server);
     let first = client
-        .create_interaction(&turn("a red fox", None), &no_blobs(), &quiet)
+        .create_interaction(&turn("a red fox", None), &Marks::new(), &no_blobs(), &quiet)
         .await
         .unwrap();
     server.expire_interaction(&first.id);
     let error = client
-        .create_interaction(&turn("make it night", Some(&first.id)), &no_blobs(), &quiet)
+        .create_interaction(
+            &turn("make it night", Some(&first.id)),
+            &Marks::new(),
+            &no_blobs(),
+            &quiet,
+        )
         .await
         .unwrap_err();
     match &error {
@@ -208,7 +220,7 @@ async fn a_lost_conversation_is_a_typed_error_and_the_whole_thread_brings_it_bac
     let mut whole = turn("", None);
     whole.input = interactions::thread_steps(&thread).unwrap();
     let again = client
-        .create_interaction(&whole, &no_blobs(), &quiet)
+        .create_interaction(&whole, &Marks::new(), &no_blobs(), &quiet)
         .await
         .unwrap();
     assert_eq!(image_count(&answer_of(&again)), 1);
@@ -222,7 +234,7 @@ async fn a_lost_conversation_is_a_typed_error_and_the_whole_thread_brings_it_bac
     }
     whole.input = interactions::thread_steps(&tampered).unwrap();
     let refused = client
-        .create_interaction(&whole, &no_blobs(), &quiet)
+        .create_interaction(&whole, &Marks::new(), &no_blobs(), &quiet)
         .await
         .unwrap_err();
     assert!(
@@ -234,11 +246,16 @@ async fn a_lost_conversation_is_a_typed_error_and_the_whole_thread_brings_it_bac
     let mut unstored = turn("a blue fox", None);
     unstored.store = Some(false);
     let unstored = client
-        .create_interaction(&unstored, &no_blobs(), &quiet)
+        .create_interaction(&unstored, &Marks::new(), &no_blobs(), &quiet)
         .await
         .unwrap();
     let error = client
-        .create_interaction(&turn("again", Some(&unstored.id)), &no_blobs(), &quiet)
+        .create_interaction(
+            &turn("again", Some(&unstored.id)),
+            &Marks::new(),
+            &no_blobs(),
+            &quiet,
+        )
         .await
         .unwrap_err();
     assert!(
@@ -247,12 +264,22 @@ async fn a_lost_conversation_is_a_typed_error_and_the_whole_thread_brings_it_bac
     );
     server.set_interaction_ttl(Duration::from_millis(50));
     let short = client
-        .create_interaction(&turn("a green fox", None), &no_blobs(), &quiet)
+        .create_interaction(
+            &turn("a green fox", None),
+            &Marks::new(),
+            &no_blobs(),
+            &quiet,
+        )
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
     let error = client
-        .create_interaction(&turn("again", Some(&short.id)), &no_blobs(), &quiet)
+        .create_interaction(
+            &turn("again", Some(&short.id)),
+            &Marks::new(),
+            &no_blobs(),
+            &quiet,
+        )
         .await
         .unwrap_err();
     assert!(
@@ -281,7 +308,7 @@ async fn a_streamed_interaction_assembles_into_what_get_returns() {
         _ => {}
     };
     let streamed = client
-        .create_interaction(&request, &no_blobs(), &progress)
+        .create_interaction(&request, &Marks::new(), &no_blobs(), &progress)
         .await
         .unwrap();
     let shown = shown.into_inner();
@@ -330,7 +357,7 @@ async fn a_cut_stream_is_incomplete_and_an_error_event_is_retried() {
     request.stream = Some(true);
     server.push_reply(Reply::TruncatedStream);
     let error = client
-        .create_interaction(&request, &no_blobs(), &quiet)
+        .create_interaction(&request, &Marks::new(), &no_blobs(), &quiet)
         .await
         .unwrap_err();
     assert!(matches!(error, GeminiError::Incomplete(_)), "{error:?}");
@@ -344,7 +371,7 @@ async fn a_cut_stream_is_incomplete_and_an_error_event_is_retried() {
         }
     };
     let interaction = client
-        .create_interaction(&request, &no_blobs(), &progress)
+        .create_interaction(&request, &Marks::new(), &no_blobs(), &progress)
         .await
         .unwrap();
     assert_eq!(image_count(&answer_of(&interaction)), 1);
@@ -358,7 +385,7 @@ async fn uri_delivery_is_fetched_within_a_size_bound() {
     let mut request = turn("a red fox", None);
     request.response_format.as_mut().unwrap().delivery = Some(Delivery::Uri);
     let mut interaction = client
-        .create_interaction(&request, &no_blobs(), &quiet)
+        .create_interaction(&request, &Marks::new(), &no_blobs(), &quiet)
         .await
         .unwrap();
     let uri = interaction
@@ -410,7 +437,7 @@ async fn what_the_model_does_not_take_is_refused_like_on_generate_content() {
     let mut request = turn("a red fox", None);
     request.response_format.as_mut().unwrap().image_size = Some("512".into());
     let error = client
-        .create_interaction(&request, &no_blobs(), &quiet)
+        .create_interaction(&request, &Marks::new(), &no_blobs(), &quiet)
         .await
         .unwrap_err();
     assert!(
@@ -420,7 +447,7 @@ async fn what_the_model_does_not_take_is_refused_like_on_generate_content() {
     let mut request = turn("a red fox", None);
     request.extra.insert("previous_id".into(), "x".into());
     let error = client
-        .create_interaction(&request, &no_blobs(), &quiet)
+        .create_interaction(&request, &Marks::new(), &no_blobs(), &quiet)
         .await
         .unwrap_err();
     assert!(

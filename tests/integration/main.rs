@@ -10,6 +10,7 @@ mod context;
 mod editing;
 mod fake_server;
 mod harness;
+mod hostile;
 mod interactions;
 mod providers;
 mod repl;

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod fake_gemini;
+pub mod hostile;
 
 use std::path::PathBuf;
 

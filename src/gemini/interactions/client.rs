@@ -12,7 +12,7 @@ use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, 
 use super::events::Assembler;
 use super::types::{Block, CreateInteraction, Interaction, Step};
 use crate::gemini::Progress;
-use crate::gemini::body::{BlobSource, Body};
+use crate::gemini::body::{BlobSource, Body, Marks};
 use crate::gemini::client::{Api, Client};
 use crate::gemini::error::{ApiError, GeminiError};
 use crate::gemini::sse::SseDecoder;
@@ -56,13 +56,14 @@ impl Client {
     pub async fn create_interaction(
         &self,
         request: &CreateInteraction,
+        marks: &Marks,
         blobs: &Arc<dyn BlobSource>,
         progress: &dyn Fn(Progress<'_>),
     ) -> Result<Interaction, GeminiError> {
         let json =
             serde_json::to_string(request).map_err(|e| GeminiError::Malformed(e.to_string()))?;
-        let body =
-            self.budgeted(Body::new(&json, blobs.clone()).map_err(GeminiError::Malformed)?)?;
+        let body = self
+            .budgeted(Body::marked(&json, marks, blobs.clone()).map_err(GeminiError::Malformed)?)?;
         let stream = request.stream == Some(true);
         let result = self
             .retry_policy()
@@ -395,6 +396,8 @@ mod tests {
                 timeout: std::time::Duration::from_secs(1),
                 retry: RetryPolicy::default(),
                 max_request_bytes: 1,
+                max_response_bytes: 1,
+                idle_timeout: std::time::Duration::from_secs(1),
                 vertex_image_config: Default::default(),
             })
             .unwrap()

@@ -50,7 +50,8 @@ pub fn user_input(content: &Content) -> Result<Step, GeminiError> {
 }
 
 /// A whole stored thread (user and model contents, oldest first) as input steps: what a turn sends when the
-/// server no longer has the conversation. Large values may be blob placeholders; they pass through unchanged.
+/// server no longer has the conversation. Stored values marked with [`crate::gemini::body::Marks::fill`] pass
+/// through unchanged.
 pub fn thread_steps(contents: &[Content]) -> Result<Vec<Step>, GeminiError> {
     let mut steps = Vec::new();
     for content in contents {

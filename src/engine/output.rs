@@ -1,4 +1,5 @@
-//! Where a session's images live on disk: `<out root>/<session>/<label>[-k].<ext>`, written whole or not at all.
+//! Where a session's images live on disk: `<out root>/<session>/<label>[-k].<ext>`, written whole or not at all,
+//! and never over a file peel did not write (see [`crate::files`] for how).
 
 use std::path::{Path, PathBuf};
 
@@ -42,62 +43,43 @@ fn safe_dir_name(name: &str) -> String {
     }
 }
 
-/// Writes a file whole or not at all (a reader never sees half an image).
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().context("an output path has no directory")?;
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let tmp = path.with_extension("part");
-    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
-}
-
-/// Writes a new image at `path`, or beside it when a different file already has that name (peel never replaces
-/// a file it did not write for this turn). Returns where it went.
+/// Writes a new image at `path`, or beside it (`3~2.jpg`) when another file has that name: peel never replaces a
+/// file it did not write for this turn. When that very image is already at `path` (written earlier, e.g. by
+/// `/show`), nothing is written. Returns where it is.
 pub fn write_new(path: &Path, bytes: &[u8]) -> Result<PathBuf> {
-    let mut candidate = path.to_path_buf();
-    let mut n = 2;
-    loop {
-        match std::fs::read(&candidate) {
-            // The same image is already there (written earlier for this turn, e.g. by /show).
-            Ok(existing) if existing == bytes => return Ok(candidate),
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                write_atomically(&candidate, bytes)?;
-                return Ok(candidate);
-            }
-            Err(e) => {
-                return Err(e).with_context(|| format!("cannot write {}", candidate.display()));
-            }
-        }
-        candidate = numbered(path, n);
-        n += 1;
+    if holds(path, bytes) {
+        return Ok(path.to_path_buf());
     }
+    crate::files::write_new_or_next(path, bytes)
 }
 
-/// `dir/3.jpg` → `dir/3.2.jpg`.
-fn numbered(path: &Path, n: u32) -> PathBuf {
-    let stem = path.file_stem().unwrap_or_default().to_string_lossy();
-    let name = match path.extension() {
-        Some(ext) => format!("{stem}.{n}.{}", ext.to_string_lossy()),
-        None => format!("{stem}.{n}"),
-    };
-    path.with_file_name(name)
+/// A file whole, written once: an export's transcript or thread.json, refused if the name is taken.
+pub fn write_once(path: &Path, bytes: &[u8]) -> Result<()> {
+    crate::files::write_new(path, bytes)
 }
 
-/// Renames `from` to `to` when `from` holds exactly `expected` (a file peel wrote) and `to` is free.
+/// `path` is a regular file holding exactly `bytes`.
+fn holds(path: &Path, bytes: &[u8]) -> bool {
+    crate::files::read_bounded(path, bytes.len() as u64).is_ok_and(|existing| existing == bytes)
+}
+
+/// Gives `from` the name `to` when `from` holds exactly `expected` (a file peel wrote) and `to` is free. Linked,
+/// then unlinked, so nothing at `to` is ever replaced.
 pub fn rename_ours(from: &Path, to: &Path, expected: &[u8]) -> Result<bool> {
-    if to.exists() {
+    if crate::files::taken(to) || !holds(from, expected) {
         return Ok(false);
     }
-    match std::fs::read(from) {
-        Ok(bytes) if bytes == expected => {
-            std::fs::rename(from, to)
-                .with_context(|| format!("renaming {} to {}", from.display(), to.display()))?;
-            Ok(true)
+    match std::fs::hard_link(from, to) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(false),
+        Err(e) => {
+            return Err(e)
+                .with_context(|| format!("renaming {} to {}", from.display(), to.display()));
         }
-        _ => Ok(false),
     }
+    std::fs::remove_file(from)
+        .with_context(|| format!("renaming {} to {}", from.display(), to.display()))?;
+    Ok(true)
 }
 
 #[cfg(test)]
@@ -140,7 +122,7 @@ mod tests {
             "the same image stays"
         );
         let beside = write_new(&path, b"two").unwrap();
-        assert_eq!(beside, dir.path().join("fox/1.2.png"));
+        assert_eq!(beside, dir.path().join("fox/1~2.png"));
         assert_eq!(std::fs::read(&path).unwrap(), b"one");
         assert_eq!(std::fs::read(&beside).unwrap(), b"two");
         let to = dir.path().join("fox/1a.png");
