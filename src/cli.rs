@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
+use clap_complete::engine::{ArgValueCandidates, CompletionCandidate};
 
 use crate::face::preview::PreviewMode;
 use crate::gemini::Auth;
@@ -25,23 +26,24 @@ pub struct Cli {
     pub prompt: Vec<String>,
 
     /// Open session NAME, creating it if it does not exist
-    #[arg(short, long, value_name = "NAME", conflicts_with = "resume")]
+    #[arg(short, long, value_name = "NAME", conflicts_with = "resume", add = ArgValueCandidates::new(session_names))]
     pub session: Option<String>,
 
     /// Resume the most recently used session, or session NAME
-    #[arg(short, long, value_name = "NAME", num_args = 0..=1, default_missing_value = "")]
+    #[arg(short, long, value_name = "NAME", num_args = 0..=1, default_missing_value = "",
+          add = ArgValueCandidates::new(session_names))]
     pub resume: Option<String>,
 
     /// Model id [env: PEEL_MODEL] [default: gemini-3-pro-image]
-    #[arg(short, long, value_name = "ID")]
+    #[arg(short, long, value_name = "ID", add = ArgValueCandidates::new(model_ids))]
     pub model: Option<String>,
 
     /// Aspect ratio: 1:1, 16:9, ... [default: the model decides]
-    #[arg(short, long, value_name = "RATIO")]
+    #[arg(short, long, value_name = "RATIO", add = ArgValueCandidates::new(ratios))]
     pub aspect: Option<String>,
 
     /// Image size: 512, 1K, 2K, 4K [default: 1K]
-    #[arg(long, value_name = "SIZE")]
+    #[arg(long, value_name = "SIZE", add = ArgValueCandidates::new(sizes))]
     pub size: Option<String>,
 
     /// Reference image for the first prompt (repeatable, at most 14)
@@ -161,6 +163,7 @@ pub enum Command {
     /// Write a session's images, transcript.md and thread.json into DIR
     Export {
         /// The session
+        #[arg(add = ArgValueCandidates::new(session_names))]
         name: String,
         /// The folder to write (created if needed) [default: ./NAME-export]
         dir: Option<PathBuf>,
@@ -173,17 +176,103 @@ pub enum Command {
         #[arg(long)]
         name: Option<String>,
     },
-    /// Print a shell completion script
+    /// Print the shell completion script: `source <(peel completions bash)` (zsh, fish, elvish, powershell too);
+    /// session names, model ids, ratios and sizes complete
     Completions {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
 }
 
+/// The shells' completion candidates for model ids, ratios, sizes: from the model table.
+fn model_ids() -> Vec<CompletionCandidate> {
+    crate::gemini::models::MODELS
+        .iter()
+        .map(|m| CompletionCandidate::new(m.id).help(Some(m.alias.into())))
+        .collect()
+}
+
+fn ratios() -> Vec<CompletionCandidate> {
+    let mut all: Vec<&str> = Vec::new();
+    for model in crate::gemini::models::MODELS {
+        for ratio in model.ratios() {
+            if !all.contains(&ratio) {
+                all.push(ratio);
+            }
+        }
+    }
+    all.into_iter().map(CompletionCandidate::new).collect()
+}
+
+fn sizes() -> Vec<CompletionCandidate> {
+    ["512", "1K", "2K", "4K"]
+        .into_iter()
+        .map(CompletionCandidate::new)
+        .collect()
+}
+
+/// The session names of the database (`PEEL_DB`, else the default one), read without changing anything; none when
+/// there is no database yet or it cannot be read.
+fn session_names() -> Vec<CompletionCandidate> {
+    let path = match std::env::var_os("PEEL_DB").filter(|p| !p.is_empty()) {
+        Some(path) => PathBuf::from(path),
+        None => match crate::config::data_dir() {
+            Ok(dir) => dir.join("peel.db"),
+            Err(_) => return Vec::new(),
+        },
+    };
+    crate::store::session_names_read_only(&path)
+        .unwrap_or_default()
+        .into_iter()
+        .map(CompletionCandidate::new)
+        .collect()
+}
+
+/// `peel completions SHELL`: the script that has the shell ask peel itself (`COMPLETE=SHELL peel ...`), so
+/// session names are those of the moment.
+pub fn write_completions(
+    shell: clap_complete::Shell,
+    out: &mut dyn std::io::Write,
+) -> std::io::Result<()> {
+    let name = match shell {
+        clap_complete::Shell::Bash => "bash",
+        clap_complete::Shell::Zsh => "zsh",
+        clap_complete::Shell::Fish => "fish",
+        clap_complete::Shell::Elvish => "elvish",
+        clap_complete::Shell::PowerShell => "powershell",
+        _ => "bash",
+    };
+    let bin = std::env::current_exe()
+        .ok()
+        .map_or_else(|| "peel".to_string(), |p| p.display().to_string());
+    match clap_complete::env::Shells::builtins().completer(name) {
+        Some(completer) => completer.write_registration("COMPLETE", "peel", &bin, &bin, out),
+        None => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use clap::CommandFactory;
+
+    #[test]
+    fn shells_complete_models_ratios_sizes() {
+        let ids: Vec<String> = model_ids()
+            .iter()
+            .map(|c| c.get_value().to_string_lossy().into_owned())
+            .collect();
+        assert!(ids.contains(&"gemini-3.1-flash-image".to_string()));
+        let all: Vec<String> = ratios()
+            .iter()
+            .map(|c| c.get_value().to_string_lossy().into_owned())
+            .collect();
+        assert!(all.contains(&"16:9".to_string()) && all.contains(&"1:8".to_string()));
+        assert_eq!(sizes().len(), 4);
+        let mut script = Vec::new();
+        write_completions(clap_complete::Shell::Bash, &mut script).unwrap();
+        assert!(String::from_utf8(script).unwrap().contains("COMPLETE"));
+    }
 
     #[test]
     fn definition_is_consistent() {

@@ -36,7 +36,6 @@ pub(crate) mod test_support {
 use std::io::IsTerminal;
 
 use anyhow::{Result, bail};
-use clap::CommandFactory;
 
 use crate::cli::{Cli, Command};
 use crate::config::usage_error;
@@ -143,7 +142,7 @@ pub fn run(cli: Cli) -> Result<Outcome> {
 fn subcommand(cli: &Cli, command: &Command) -> Result<Outcome> {
     let out = Out::new(Mode::OneShot, cli.json, cli.quiet, cli.verbose);
     if let Command::Completions { shell } = command {
-        clap_complete::generate(*shell, &mut Cli::command(), "peel", &mut std::io::stdout());
+        cli::write_completions(*shell, &mut std::io::stdout())?;
         return Ok(Outcome::Done);
     }
     let cfg = config::Config::load(cli)?;

@@ -6,6 +6,9 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    // `COMPLETE=bash peel ...` (from `peel completions bash`): answer the shell's completion request and leave.
+    clap_complete::CompleteEnv::with_factory(<peel::cli::Cli as clap::CommandFactory>::command)
+        .complete();
     if let Err(message) = peel::cli::check_environment() {
         eprintln!("error: {message}");
         return ExitCode::from(2);

@@ -316,6 +316,22 @@ impl Store {
     }
 }
 
+/// The session names of the database at `path`, read-only, for shell completion: nothing is created or changed,
+/// and a file that is not a peel database just has none.
+pub fn session_names_read_only(path: &Path) -> Result<Vec<String>> {
+    let conn = Connection::open_with_flags(
+        path,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    let mut stmt = conn.prepare("SELECT name FROM sessions ORDER BY used_at DESC")?;
+    let names = stmt
+        .query_map([], |r| r.get::<_, String>(0))?
+        .filter_map(|n| n.ok())
+        .filter(|n| crate::names::validate_session_name(n).is_ok())
+        .collect();
+    Ok(names)
+}
+
 /// The non-thought text of stored parts JSON.
 pub(crate) fn visible_text(parts_json: &str) -> String {
     let parts: Vec<serde_json::Value> = serde_json::from_str(parts_json).unwrap_or_default();
