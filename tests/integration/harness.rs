@@ -76,13 +76,18 @@ impl Sandbox {
 
     /// Runs a command made with [`Sandbox::peel`] (and changed by the test, e.g. its environment) and waits for it.
     pub fn run_command(&self, command: Command, stdin: &str) -> Run {
+        self.run_command_bytes(command, stdin.as_bytes())
+    }
+
+    /// [`Sandbox::run_command`] with any bytes on stdin (not only text).
+    pub fn run_command_bytes(&self, command: Command, stdin: &[u8]) -> Run {
         let mut child = spawn_command(command, stdin);
         Run::from(wait_with_timeout(&mut child))
     }
 
     /// Starts peel with `stdin` piped in, without waiting.
     pub fn spawn(&self, args: &[&str], stdin: &str) -> Child {
-        spawn_command(self.peel(args), stdin)
+        spawn_command(self.peel(args), stdin.as_bytes())
     }
 
     /// The database, opened read-only by the test itself.
@@ -134,7 +139,7 @@ impl Sandbox {
 }
 
 /// Starts a peel command with `stdin` piped in.
-fn spawn_command(mut command: Command, stdin: &str) -> Child {
+fn spawn_command(mut command: Command, stdin: &[u8]) -> Child {
     let mut child = command
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -142,7 +147,7 @@ fn spawn_command(mut command: Command, stdin: &str) -> Child {
         .spawn()
         .expect("the peel binary runs");
     let mut pipe = child.stdin.take().unwrap();
-    pipe.write_all(stdin.as_bytes()).unwrap();
+    pipe.write_all(stdin).unwrap();
     drop(pipe);
     child
 }

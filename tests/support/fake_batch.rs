@@ -662,7 +662,10 @@ impl Shared {
         let (events, blobs) = self.produce(
             &endpoint,
             &generation,
-            Answer::Image { text: None },
+            Answer::Image {
+                text: None,
+                piece: None,
+            },
             Ending::Finished,
         );
         let single = events.into_iter().next().unwrap_or(Value::Null);

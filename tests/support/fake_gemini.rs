@@ -216,6 +216,9 @@ pub enum Reply {
     Image,
     /// A text part ("Here is ...") before the image; the text carries a signature too.
     ImageWithText(String),
+    /// The same, with the text streamed in pieces of this many characters, an event each (the first piece
+    /// signed), as a slow model types: for what a terminal shows of a stream.
+    ChunkedText(String, usize),
     /// Only text, as when the model declines to draw. Signed like the real API: on the text part,
     /// or in streams on a final empty text part.
     TextOnly(String),
@@ -1471,7 +1474,11 @@ fn round16(x: f64) -> u32 {
 
 /// What a successful answer holds before it is cut into stream events.
 enum Answer {
-    Image { text: Option<String> },
+    Image {
+        text: Option<String>,
+        /// Stream the text in pieces of this many characters.
+        piece: Option<usize>,
+    },
     Text(String),
 }
 
@@ -1488,10 +1495,35 @@ async fn serve(
         reply = *inner;
     }
     let (answer, ending) = match reply {
-        Reply::Image => (Answer::Image { text: None }, Ending::Finished),
-        Reply::ImageWithText(text) => (Answer::Image { text: Some(text) }, Ending::Finished),
+        Reply::Image => (
+            Answer::Image {
+                text: None,
+                piece: None,
+            },
+            Ending::Finished,
+        ),
+        Reply::ImageWithText(text) => (
+            Answer::Image {
+                text: Some(text),
+                piece: None,
+            },
+            Ending::Finished,
+        ),
+        Reply::ChunkedText(text, piece) => (
+            Answer::Image {
+                text: Some(text),
+                piece: Some(piece.max(1)),
+            },
+            Ending::Finished,
+        ),
         Reply::TextOnly(text) => (Answer::Text(text), Ending::Finished),
-        Reply::TruncatedStream => (Answer::Image { text: None }, Ending::Truncated),
+        Reply::TruncatedStream => (
+            Answer::Image {
+                text: None,
+                piece: None,
+            },
+            Ending::Truncated,
+        ),
         Reply::StreamError if !endpoint.stream => {
             return ApiError::new(
                 500,
@@ -1682,17 +1714,26 @@ impl Shared {
         // of text-only answers.
         let mut final_signature: Option<String> = None;
         match answer {
-            Answer::Image { text } => {
+            Answer::Image { text, piece } => {
                 if let Some(text) = text {
                     text_tokens = token_estimate(&text);
-                    let mut part = json!({"text": text});
-                    if signed {
-                        // The first non-thought part is signed when text precedes the image.
-                        let signature = random_base64(&mut rng, 180);
-                        self.remember(SignedKind::Text, &text, &signature);
-                        part["thoughtSignature"] = json!(signature);
+                    let chars: Vec<char> = text.chars().collect();
+                    let pieces: Vec<String> = match piece {
+                        Some(n) if endpoint.stream => {
+                            chars.chunks(n).map(|c| c.iter().collect()).collect()
+                        }
+                        _ => vec![text.clone()],
+                    };
+                    for (i, piece) in pieces.into_iter().enumerate() {
+                        let mut part = json!({"text": piece});
+                        if signed && i == 0 {
+                            // The first non-thought part is signed when text precedes the image.
+                            let signature = random_base64(&mut rng, 180);
+                            self.remember(SignedKind::Text, &piece, &signature);
+                            part["thoughtSignature"] = json!(signature);
+                        }
+                        events.push(vec![part]);
                     }
-                    events.push(vec![part]);
                 }
                 let (mime, bytes) = render_image(family, request.width, request.height, seed);
                 let data = STANDARD.encode(&bytes);

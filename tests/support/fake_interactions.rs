@@ -273,10 +273,28 @@ async fn create(
         reply = *inner;
     }
     let (answer, ending) = match reply {
-        Reply::Image => (Answer::Image { text: None }, Ending::Finished),
-        Reply::ImageWithText(text) => (Answer::Image { text: Some(text) }, Ending::Finished),
+        Reply::Image => (
+            Answer::Image {
+                text: None,
+                piece: None,
+            },
+            Ending::Finished,
+        ),
+        Reply::ImageWithText(text) | Reply::ChunkedText(text, _) => (
+            Answer::Image {
+                text: Some(text),
+                piece: None,
+            },
+            Ending::Finished,
+        ),
         Reply::TextOnly(text) => (Answer::Text(text), Ending::Finished),
-        Reply::TruncatedStream => (Answer::Image { text: None }, Ending::Truncated),
+        Reply::TruncatedStream => (
+            Answer::Image {
+                text: None,
+                piece: None,
+            },
+            Ending::Truncated,
+        ),
         Reply::StreamError if !request.stream => {
             return interactions_error(500, "internal", "An internal error has occurred.")
                 .into_response(None, started);
@@ -713,7 +731,7 @@ impl Shared {
         };
         let (mut text_tokens, mut image_tokens) = (0u32, 0u32);
         let (text, image) = match answer {
-            Answer::Image { text } => (text, true),
+            Answer::Image { text, .. } => (text, true),
             Answer::Text(text) => (Some(text), false),
         };
         if let Some(text) = text {
