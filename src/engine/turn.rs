@@ -452,17 +452,26 @@ impl Engine {
                     let from = dir.join(output::file_name(&old, index, image.ext));
                     let to = dir.join(output::file_name(&new, index, image.ext));
                     if output::rename_ours(&from, &to, &image.bytes)? {
-                        renamed.push(format!("{} is now {}", from.display(), to.display()));
+                        renamed.push(format!(
+                            "{} is now {}",
+                            output::file_name(&old, index, image.ext),
+                            output::file_name(&new, index, image.ext)
+                        ));
                     }
                 }
             }
             Ok(renamed)
         })();
         match renamed {
-            Ok(renamed) if !renamed.is_empty() => events.emit(Event::Notice(&format!(
-                "turn {number} has two takes now: {}",
-                renamed.join(", ")
-            ))),
+            Ok(mut renamed) if !renamed.is_empty() => {
+                renamed.dedup();
+                events.emit(Event::Notice(&format!(
+                    "turn {number} has two takes now, {}a and {}b: {}",
+                    number,
+                    number,
+                    renamed.join(", ")
+                )))
+            }
             Ok(_) => {}
             Err(e) => events.emit(Event::Warning(&format!(
                 "the first take of turn {number} keeps its old file name: {e:#}"

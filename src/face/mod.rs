@@ -153,7 +153,11 @@ impl Face {
         if self.out.json {
             self.out.result(&json::turn(report).to_string());
         }
-        self.out.note(&render::footer(&report.meta));
+        let footer = match self.out.width() {
+            Some(width) => render::join_fitting(&render::footer_parts(&report.meta), " · ", width),
+            None => render::footer(&report.meta),
+        };
+        self.out.note(&footer);
     }
 
     /// An image on disk: previewed for a person on a terminal, its path on stdout for a script.

@@ -29,6 +29,8 @@ pub struct Out {
     pub stdout_is_terminal: bool,
     pub stderr_is_terminal: bool,
     color: bool,
+    /// Lines for a person are fitted to this width (the REPL on a terminal).
+    width: Option<usize>,
     /// A write to stdout or stderr failed (a closed pipe, a full disk).
     broken: Cell<bool>,
 }
@@ -36,31 +38,49 @@ pub struct Out {
 impl Out {
     pub fn new(mode: Mode, json: bool, quiet: bool, verbose: bool) -> Out {
         let stderr_is_terminal = std::io::stderr().is_terminal();
-        Out {
+        let stdout_is_terminal = std::io::stdout().is_terminal();
+        let mut out = Out {
             mode,
             json,
             quiet,
             verbose,
-            stdout_is_terminal: std::io::stdout().is_terminal(),
+            stdout_is_terminal,
             stderr_is_terminal,
             color: stderr_is_terminal && std::env::var_os("NO_COLOR").is_none(),
+            width: None,
             broken: Cell::new(false),
+        };
+        if mode == Mode::Repl && stdout_is_terminal {
+            out.width =
+                super::term::size_of(&std::io::stdout()).map(|(cols, _)| cols.saturating_sub(1));
         }
+        out
     }
 
-    /// Something for the person: model text, listings, confirmations.
+    /// The width lines for a person are fitted to, when they are.
+    pub fn width(&self) -> Option<usize> {
+        self.width
+    }
+
+    /// Something for the person: model text, listings, confirmations (fitted to the terminal's width).
     pub fn say(&self, text: &str) {
-        if self.mode == Mode::Repl {
-            self.write_stdout(text);
-        } else {
-            self.write_stderr(text);
+        match (self.mode, self.width) {
+            (Mode::Repl, Some(width)) => self.write_stdout(&super::render::wrap(text, width)),
+            (Mode::Repl, None) => self.write_stdout(text),
+            _ => self.write_stderr(text),
         }
     }
 
     /// A notice that `-q` silences.
     pub fn note(&self, text: &str) {
         if !self.quiet {
-            self.say(&self.dim(text));
+            let text = match (self.mode, self.width) {
+                (Mode::Repl, Some(width)) => super::render::wrap(text, width),
+                _ => text.to_string(),
+            };
+            for line in text.lines() {
+                self.say(&self.dim(line));
+            }
         }
     }
 

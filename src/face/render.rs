@@ -10,6 +10,8 @@ use crate::engine::session::Turn;
 use crate::engine::tree::{Heads, TurnNode};
 use crate::settings::Settings;
 use crate::store::{SessionSummary, TurnMeta};
+use unicode_width::UnicodeWidthStr;
+
 use crate::text::{self, one_line, sanitize, thousands};
 
 /// Left-aligned columns, two spaces apart.
@@ -47,8 +49,87 @@ pub fn path(path: &Path) -> String {
     sanitize(&shown.display().to_string())
 }
 
+/// Text fitted to `width` columns: a longer line breaks between words, its continuation indented under where its
+/// last column starts (the text after a run of two spaces, as in `/help` and tables), or under its own indent.
+pub fn wrap(text: &str, width: usize) -> String {
+    text.lines()
+        .map(|line| wrap_line(line, width.max(20)))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn wrap_line(line: &str, width: usize) -> String {
+    if line.width() <= width {
+        return line.to_string();
+    }
+    let indent = line.len() - line.trim_start().len();
+    let hang = line
+        .trim_end()
+        .rfind("  ")
+        .map(|i| i + 2 + line[i + 2..].len() - line[i + 2..].trim_start().len())
+        .filter(|&h| line[..h].width() <= width / 2)
+        .unwrap_or(indent);
+    let pad = " ".repeat(line[..hang].width());
+    let mut out = line[..hang].to_string();
+    let mut used = out.width();
+    let mut fresh = true;
+    // Words keep the spaces before them (a table's columns stay aligned) unless they start a new line.
+    let mut rest = &line[hang..];
+    while !rest.is_empty() {
+        let spaces = rest.len() - rest.trim_start_matches(' ').len();
+        let after = &rest[spaces..];
+        let end = after.find(' ').unwrap_or(after.len());
+        let (gap, word) = (&rest[..spaces], &after[..end]);
+        rest = &after[end..];
+        if word.is_empty() {
+            break;
+        }
+        if !fresh && used + gap.width() + word.width() > width {
+            out.push('\n');
+            out.push_str(&pad);
+            used = pad.width();
+            fresh = true;
+        }
+        if !fresh {
+            out.push_str(gap);
+            used += gap.width();
+        }
+        out.push_str(word);
+        used += word.width();
+        fresh = false;
+    }
+    out
+}
+
+/// `parts` joined with `sep`, broken into lines of at most `width` columns between parts.
+pub fn join_fitting(parts: &[String], sep: &str, width: usize) -> String {
+    let mut out = String::new();
+    let mut used = 0;
+    for (i, part) in parts.iter().enumerate() {
+        let w = part.width();
+        if i > 0 {
+            if used + sep.width() + w > width {
+                out.push_str(sep.trim_end());
+                out.push('\n');
+                used = 0;
+            } else {
+                out.push_str(sep);
+                used += sep.width();
+            }
+        }
+        out.push_str(part);
+        used += w;
+    }
+    out
+}
+
 /// "gemini-3-pro-image · 16:9 · 1K · 12.3 s · sent 1.2 MB · 1,950 tokens (in 600, thinking 230, out 1,120) · ~$0.135".
 pub fn footer(meta: &TurnMeta) -> String {
+    footer_parts(meta).join(" · ")
+}
+
+/// The footer's parts, for fitting it to the terminal.
+pub fn footer_parts(meta: &TurnMeta) -> Vec<String> {
     let mut parts = Vec::new();
     if let Some(settings) = &meta.settings {
         parts.push(settings.model.clone());
@@ -76,7 +157,7 @@ pub fn footer(meta: &TurnMeta) -> String {
         parts.push(tokens);
     }
     parts.push(format!("~${:.3}", meta.cost_usd));
-    parts.join(" · ")
+    parts
 }
 
 /// "next turn: gemini-3-pro-image · 16:9 · 1K · thoughts".
@@ -89,7 +170,7 @@ pub fn next_turn(settings: &Settings) -> String {
     )
 }
 
-/// `/history`.
+/// `/history`: a row a turn; a turn's notes (other takes, branches) on a line of their own under it.
 pub fn history(session: &str, rows: &[HistoryRow]) -> String {
     if rows.is_empty() {
         return format!("session {} has no turns yet", sanitize(session));
@@ -117,15 +198,32 @@ pub fn history(session: &str, rows: &[HistoryRow]) -> String {
                 image,
                 row.tokens.map_or("-".into(), thousands),
                 format!("${:.3}", row.cost_usd),
-                row.notes.join("; "),
             ]
         })
         .collect();
-    let total: f64 = rows.iter().map(|r| r.cost_usd).sum();
-    let mut out = table(
-        &["turn", "prompt", "image", "tokens", "cost", "notes"],
-        &cells,
+    let table = table(&["turn", "prompt", "image", "tokens", "cost"], &cells);
+    let indent = " ".repeat(
+        rows.iter()
+            .map(|r| r.label.chars().count())
+            .max()
+            .unwrap_or(0)
+            .max(4)
+            + 2,
     );
+    let mut lines = table.lines();
+    let mut out = String::new();
+    if let Some(header) = lines.next() {
+        out.push_str(header);
+        out.push('\n');
+    }
+    for (row, line) in rows.iter().zip(lines) {
+        out.push_str(line);
+        out.push('\n');
+        if !row.notes.is_empty() {
+            out.push_str(&format!("{indent}{}\n", sanitize(&row.notes.join("; "))));
+        }
+    }
+    let total: f64 = rows.iter().map(|r| r.cost_usd).sum();
     out.push_str(&format!(
         "{}, ${total:.3} estimated; /branch NAME @TURN continues from any take, /tree shows them all",
         text::count(rows.len(), "turn")
@@ -349,6 +447,30 @@ mod tests {
         assert_eq!(
             footer(&meta),
             "gemini-3-pro-image · 16:9 · 1K · 12.3 s · 1,950 tokens (in 600, thinking 230, out 1,120) · ~$0.135"
+        );
+    }
+
+    #[test]
+    fn long_lines_wrap_under_their_last_column() {
+        let help =
+            "  /thoughts on|off   ask for the model's thought summaries and show them, dimmed";
+        assert_eq!(
+            wrap(help, 50),
+            "  /thoughts on|off   ask for the model's thought\n                     summaries and show them,\n                     dimmed"
+        );
+        assert_eq!(wrap("short", 50), "short");
+        let parts: Vec<String> = [
+            "gemini-3-pro-image",
+            "auto · 1K",
+            "2.1 s",
+            "1,317 tokens (in 5)",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        assert_eq!(
+            join_fitting(&parts, " · ", 40),
+            "gemini-3-pro-image · auto · 1K · 2.1 s ·\n1,317 tokens (in 5)"
         );
     }
 

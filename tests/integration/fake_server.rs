@@ -844,6 +844,21 @@ fn serve_forever() {
             .collect();
         builder = builder.key_placements(&placements);
     }
+    // FAKE_GEMINI_TEXT="...": answers carry this text before the image, streamed FAKE_GEMINI_PIECE characters an
+    // event (default: whole), FAKE_GEMINI_DELAY_MS apart: for looking at a streamed turn in a real terminal.
+    if let Ok(text) = std::env::var("FAKE_GEMINI_TEXT") {
+        let piece = std::env::var("FAKE_GEMINI_PIECE")
+            .ok()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(text.len());
+        builder = builder.default_reply(Reply::ChunkedText(text, piece));
+    }
+    if let Some(delay) = std::env::var("FAKE_GEMINI_DELAY_MS")
+        .ok()
+        .and_then(|d| d.parse().ok())
+    {
+        builder = builder.stream_event_delay(Duration::from_millis(delay));
+    }
     let server = builder.start();
     println!(
         "fake Gemini listening on {} (key {DEFAULT_API_KEY}, {})",
