@@ -83,17 +83,21 @@ mod keywords {
 pub async fn respond(
     model: &str,
     request: &GenerateContentRequest,
+    take: usize,
 ) -> Result<GenerateContentResponse, GeminiError> {
     // Owned copies for the blocking pool: cheap next to decoding and encoding images.
     let (model, request) = (model.to_string(), request.clone());
-    tokio::task::spawn_blocking(move || answer(&model, &request))
+    tokio::task::spawn_blocking(move || answer(&model, &request, take))
         .await
         .map_err(|e| GeminiError::Malformed(format!("the offline generator failed: {e}")))?
 }
 
+/// `take` is which take of its turn this is: each take of the same prompt is drawn differently (its scene seeded by
+/// the take), and the same take the same way on every run.
 fn answer(
     model: &str,
     request: &GenerateContentRequest,
+    take: usize,
 ) -> Result<GenerateContentResponse, GeminiError> {
     let contents = &request.contents;
     let Some(last) = contents.last() else {
@@ -120,7 +124,7 @@ fn answer(
     let wants_image =
         modalities.is_empty() || modalities.iter().any(|m| m.eq_ignore_ascii_case("IMAGE"));
     let prompt = last.answer_text();
-    let scene = Scene::from_prompt(&prompt);
+    let scene = Scene::from_prompt(&prompt, take);
     let turn = contents.iter().filter(|c| !c.is_model()).count();
     let base = base_image(contents).and_then(decode);
     let edited = base.is_some();
@@ -373,7 +377,7 @@ struct Shape {
 }
 
 impl Scene {
-    fn from_prompt(prompt: &str) -> Scene {
+    fn from_prompt(prompt: &str, take: usize) -> Scene {
         let words: Vec<String> = prompt
             .split(|c: char| !c.is_alphanumeric())
             .filter(|w| !w.is_empty())
@@ -382,7 +386,9 @@ impl Scene {
         let has = |list: &[&str]| words.iter().any(|w| list.contains(&w.as_str()));
         let colour_of = |word: &str| COLOURS.iter().find(|(name, _)| *name == word).map(|c| c.1);
         let named: Vec<Colour> = words.iter().filter_map(|w| colour_of(w)).collect();
-        let seed = fnv1a(words.join(" ").as_bytes());
+        // The first take keeps the plain words' seed; later takes mix their number in.
+        let seed =
+            fnv1a(words.join(" ").as_bytes()) ^ (take as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
         let main = named
             .first()
             .copied()
@@ -412,7 +418,7 @@ impl Scene {
                 .find_map(|(list, disc)| has(list).then_some(disc)),
             stripes: has(keywords::STRIPES),
             grid: has(keywords::GRID),
-            shapes: shapes.map(|w| Shape::for_word(w, main)).collect(),
+            shapes: shapes.map(|w| Shape::for_word(w, main, take)).collect(),
             seed,
         }
     }
@@ -438,8 +444,8 @@ impl Scene {
 }
 
 impl Shape {
-    fn for_word(word: &str, main: Colour) -> Shape {
-        let h = fnv1a(word.as_bytes());
+    fn for_word(word: &str, main: Colour, take: usize) -> Shape {
+        let h = fnv1a(word.as_bytes()) ^ (take as u64).wrapping_mul(0xD6E8_FEB8_6659_FD93);
         let size = 0.09 + 0.12 * unit(h >> 40);
         let stretch = 0.7 + 0.6 * unit(h >> 48);
         Shape {
@@ -891,7 +897,7 @@ mod tests {
 
     /// The message of the 400 INVALID_ARGUMENT the request must get.
     async fn refusal(request: &GenerateContentRequest) -> String {
-        match respond(PRO, request).await {
+        match respond(PRO, request, 0).await {
             Err(GeminiError::Api(e)) if e.http_status == 400 => {
                 assert_eq!(e.status.as_deref(), Some("INVALID_ARGUMENT"));
                 e.message
@@ -912,7 +918,7 @@ mod tests {
         ];
         for (model, aspect, size, expected) in cases {
             let asked = request(vec![prompt("a red fox at night")], aspect, size);
-            let response = respond(model, &asked).await.unwrap();
+            let response = respond(model, &asked, 0).await.unwrap();
             let (format, image) = answer_image(&response);
             assert_eq!(
                 (format, image.dimensions()),
@@ -942,7 +948,7 @@ mod tests {
     #[tokio::test]
     async fn models_without_sizes_answer_png_at_1k() {
         let asked = request(vec![prompt("blue stripes")], None, Some("4K"));
-        let response = respond("gemini-2.5-flash-image", &asked).await.unwrap();
+        let response = respond("gemini-2.5-flash-image", &asked, 0).await.unwrap();
         let (format, image) = answer_image(&response);
         assert_eq!(
             (format, image.dimensions()),
@@ -954,9 +960,9 @@ mod tests {
     #[tokio::test]
     async fn the_same_request_gives_the_same_bytes() {
         let asked = ask("a green grid with a sun");
-        let first = respond(PRO, &asked).await.unwrap();
-        assert_eq!(first, respond(PRO, &asked).await.unwrap());
-        let other = respond(PRO, &ask("a green grid with a moon"))
+        let first = respond(PRO, &asked, 0).await.unwrap();
+        assert_eq!(first, respond(PRO, &asked, 0).await.unwrap());
+        let other = respond(PRO, &ask("a green grid with a moon"), 0)
             .await
             .unwrap();
         assert_ne!(answer_image(&other).1, answer_image(&first).1);
@@ -976,7 +982,7 @@ mod tests {
             None,
             None,
         );
-        let response = respond(PRO, &asked).await.unwrap();
+        let response = respond(PRO, &asked, 0).await.unwrap();
         let (_, image) = answer_image(&response);
         // The base's shape at 1K's pixel area; its two halves still show; the whole leans blue.
         assert_eq!(image.dimensions(), (1264, 848));
@@ -993,7 +999,7 @@ mod tests {
         for text in ["a red fox in a forest", "make it night", "add a moon"] {
             contents.push(prompt(text));
             let asked = request(contents.clone(), Some("16:9"), None);
-            let response = respond(PRO, &asked).await.unwrap();
+            let response = respond(PRO, &asked, 0).await.unwrap();
             images.push(answer_image(&response).1);
             // As a store keeps it: through JSON and back.
             let received = serde_json::to_string(&answer(&response)).unwrap();
@@ -1009,8 +1015,8 @@ mod tests {
 
     #[tokio::test]
     async fn missing_or_altered_signatures_are_refused_with_their_positions() {
-        let first = respond(PRO, &ask("a cat")).await.unwrap();
-        let other = respond(PRO, &ask("a dog")).await.unwrap();
+        let first = respond(PRO, &ask("a cat"), 0).await.unwrap();
+        let other = respond(PRO, &ask("a dog"), 0).await.unwrap();
         // The answer's image as part 3, after a thought image (which needs no signature).
         let history = |signature: Option<String>| {
             let thought_image = Part {
@@ -1036,7 +1042,7 @@ mod tests {
         let foreign = answer(&other).parts[1].thought_signature.clone();
         assert_eq!(refusal(&history(foreign)).await, expected);
         assert!(
-            respond(PRO, &history(Some(SKIP_SIGNATURE.into())))
+            respond(PRO, &history(Some(SKIP_SIGNATURE.into())), 0)
                 .await
                 .is_ok()
         );
@@ -1053,7 +1059,9 @@ mod tests {
             ..redacted
         };
         let contents = vec![prompt("a cat"), model_turn(vec![redacted]), prompt("a cat")];
-        let response = respond(PRO, &request(contents, None, None)).await.unwrap();
+        let response = respond(PRO, &request(contents, None, None), 0)
+            .await
+            .unwrap();
         assert_eq!(answer_image(&response).1.dimensions(), (1024, 1024));
         assert!(answer(&response).answer_text().contains("sketch"));
     }
@@ -1091,7 +1099,7 @@ mod tests {
             thinking_level: None,
         };
         asked.generation_config.thinking_config = Some(thinking);
-        let content = answer(&respond(PRO, &asked).await.unwrap());
+        let content = answer(&respond(PRO, &asked, 0).await.unwrap());
         assert!(content.parts[0].is_thought() && content.parts[0].thought_signature.is_none());
         assert!(content.thought_text().contains("sunset"));
         assert_eq!(content.answer_images().count(), 1);
@@ -1101,7 +1109,7 @@ mod tests {
     async fn text_only_modalities_get_text_only() {
         let mut asked = ask("what can you draw?");
         asked.generation_config.response_modalities = vec!["TEXT".into()];
-        let content = answer(&respond(PRO, &asked).await.unwrap());
+        let content = answer(&respond(PRO, &asked, 0).await.unwrap());
         assert_eq!(
             (content.parts.len(), content.answer_images().count()),
             (1, 0)
@@ -1115,13 +1123,13 @@ mod tests {
         for size in ["1K", "2K", "4K"] {
             let first = prompt("a red fox at night under the moon with stripes");
             let started = Instant::now();
-            let response = respond(PRO, &request(vec![first.clone()], None, Some(size)))
+            let response = respond(PRO, &request(vec![first.clone()], None, Some(size)), 0)
                 .await
                 .unwrap();
             let fresh = started.elapsed();
             let contents = vec![first, answer(&response), prompt("make it gold")];
             let started = Instant::now();
-            respond(PRO, &request(contents, None, Some(size)))
+            respond(PRO, &request(contents, None, Some(size)), 0)
                 .await
                 .unwrap();
             println!("{size}: fresh {fresh:?}, edit {:?}", started.elapsed());

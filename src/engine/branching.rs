@@ -206,11 +206,16 @@ impl Engine {
 
     /// Every turn of this thread's family, with the sessions at their heads.
     fn family_nodes(&self) -> Result<(Vec<TurnNode>, Heads)> {
-        let chain = self.store.chain(self.session.head())?;
+        self.family_of(self.session.head(), self.session_id())
+    }
+
+    /// The family of the thread whose head is `head` (session `owner`'s), with the sessions at their heads.
+    fn family_of(&self, head: Option<i64>, owner: Option<i64>) -> Result<(Vec<TurnNode>, Heads)> {
+        let chain = self.store.chain(head)?;
         let Some(root) = chain.first() else {
             return Ok((Vec::new(), HashMap::new()));
         };
-        let nodes = tree::turns(&self.store.family(root.id, self.session_id())?);
+        let nodes = tree::turns(&self.store.family(root.id, owner)?);
         let ids: HashSet<i64> = nodes.iter().map(|n| n.model_id).collect();
         let mut heads = Heads::new();
         for summary in self.store.list_sessions()? {
@@ -249,9 +254,13 @@ impl Engine {
 
     /// The model ids of this session's turns, oldest first.
     fn path(&self) -> Result<Vec<i64>> {
+        self.path_of(self.session.head())
+    }
+
+    fn path_of(&self, head: Option<i64>) -> Result<Vec<i64>> {
         Ok(self
             .store
-            .chain(self.session.head())?
+            .chain(head)?
             .into_iter()
             .filter(|r| r.role == "model")
             .map(|r| r.id)
@@ -260,14 +269,26 @@ impl Engine {
 
     /// A turn reference (`3`, `3b`) among this thread's turns.
     pub(super) fn resolve_turn(&self, turn: TurnRef) -> Result<TurnNode> {
-        let (nodes, _) = self.family_nodes()?;
-        let path: HashSet<i64> = self.path()?.into_iter().collect();
+        self.resolve_turn_in(self.session.head(), self.session_id(), turn, "this session")
+    }
+
+    /// A turn reference among the turns of the thread whose head is `head` (session `owner`'s, called `whose` in
+    /// messages).
+    pub(super) fn resolve_turn_in(
+        &self,
+        head: Option<i64>,
+        owner: Option<i64>,
+        turn: TurnRef,
+        whose: &str,
+    ) -> Result<TurnNode> {
+        let (nodes, _) = self.family_of(head, owner)?;
+        let path: HashSet<i64> = self.path_of(head)?.into_iter().collect();
         let on_path = nodes
             .iter()
             .find(|n| n.number == turn.number && path.contains(&n.model_id))
             .with_context(|| {
                 format!(
-                    "this session has no turn {} (it has {})",
+                    "{whose} has no turn {} (it has {})",
                     turn.number,
                     path.len()
                 )

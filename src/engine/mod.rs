@@ -12,6 +12,7 @@ pub mod export;
 pub mod images;
 mod listing;
 pub mod output;
+pub mod references;
 pub mod session;
 mod settings;
 pub mod tree;
@@ -207,12 +208,15 @@ impl Engine {
 
     // ---- attachments ----
 
-    /// Reads and checks each file, all or nothing: one bad path attaches none, so the line can be fixed and sent
-    /// again. Returns how many were attached.
+    /// Reads and checks each file (or stored image, for a label such as `@3`), all or nothing: one bad one
+    /// attaches none, so the line can be fixed and sent again. Returns how many were attached.
     pub fn attach(&mut self, paths: &[PathBuf]) -> Result<usize> {
         let read = paths
             .iter()
-            .map(|p| Attachment::read(p))
+            .map(|p| match p.to_str() {
+                Some(label) if label.starts_with('@') => self.resolve_reference(label),
+                _ => Attachment::read(p),
+            })
             .collect::<Result<Vec<_>>>()?;
         let n = read.len();
         self.session.attachments.extend(read);

@@ -17,7 +17,7 @@ use super::{Cancel, Cancelled, Engine};
 use crate::gemini::outcome::{Outcome, Refusal, classify};
 use crate::gemini::types::UsageMetadata;
 use crate::gemini::{Content, GenerateContentRequest, GenerateContentResponse, Progress, models};
-use crate::store::journal::{self, Arrival, ArrivalSession};
+use crate::store::journal::{self, Arrival, ArrivalSession, JournalEntry};
 use crate::store::{Placement, Take, TurnMeta};
 
 /// The model refused or returned nothing usable: nothing was recorded, and the attachments were kept.
@@ -62,10 +62,25 @@ pub struct TurnReport {
 }
 
 /// A response and how the request went.
-struct Answer {
-    response: GenerateContentResponse,
-    elapsed_ms: u64,
-    streamed: bool,
+pub(super) struct Answer {
+    pub(super) response: GenerateContentResponse,
+    pub(super) elapsed_ms: u64,
+    pub(super) streamed: bool,
+}
+
+/// An answer worth keeping: the model turn exactly as received, what is recorded about it, its images decoded.
+pub(super) struct Answered {
+    pub(super) content: Content,
+    pub(super) meta: TurnMeta,
+    pub(super) decoded: Vec<AnswerImage>,
+    pub(super) streamed: bool,
+}
+
+/// A turn recorded in the store.
+pub(super) struct Recorded {
+    pub(super) user_id: i64,
+    pub(super) turn: i64,
+    pub(super) take: Take,
 }
 
 impl Engine {
@@ -77,10 +92,7 @@ impl Engine {
         events: &dyn Events,
         cancel: &Cancel,
     ) -> Result<TurnReport> {
-        if prompt.trim().is_empty() && self.session.attachments.is_empty() {
-            bail!("an empty prompt: say what to draw or change");
-        }
-        let user = self.session.user_content(prompt);
+        let user = self.user_content(prompt)?;
         let head = self.session.head();
         let result = self.send_turn(user, head, prompt, events, cancel);
         // Only a turn that never got its answer is worth sending again as it was: an answer that arrived is kept
@@ -90,6 +102,15 @@ impl Engine {
             _ => None,
         };
         result
+    }
+
+    /// The user content for `prompt`: its text, then the attachments and the images it names inline (`@2`).
+    pub(super) fn user_content(&mut self, prompt: &str) -> Result<Content> {
+        if prompt.trim().is_empty() && self.session.attachments.is_empty() {
+            bail!("an empty prompt: say what to draw or change");
+        }
+        self.attach_inline_references(prompt)?;
+        Ok(self.session.user_content(prompt))
     }
 
     /// Sends the history up to `parent` plus `user` and records the answer under `parent`: normally the head, or
@@ -105,8 +126,22 @@ impl Engine {
         // A read-only database could not keep the answer: refuse before anything is paid for.
         self.store.refuse_if_read_only()?;
         let (request, size) = self.build_request(&user, parent)?;
-        let model = self.session.settings.model.clone();
-        let answer = self.ask(&model, &request, events, cancel)?;
+        let take = self.store.takes_under(parent, self.session_id())?;
+        let answer = self.ask(&request, take, events, cancel)?;
+        let answered = self.answered(answer, size.bytes)?;
+        let arrival = self.arrival(&user, &answered, parent, prompt, false);
+        let entry = self.journal(&arrival, events);
+        let recorded = self.record(arrival, entry, events)?;
+        let label = recorded.take.label(recorded.turn);
+        let report = self.write_turn(&recorded, &label, answered, events);
+        if recorded.take.of == 2 {
+            self.relabel_first_take(recorded.user_id, recorded.turn, events);
+        }
+        Ok(report)
+    }
+
+    /// What an answer is: a turn to keep (its meta worked out), or a refusal to explain.
+    pub(super) fn answered(&self, answer: Answer, request_bytes: u64) -> Result<Answered, Refused> {
         let (model_version, response_id) = (
             answer.response.model_version.clone(),
             answer.response.response_id.clone(),
@@ -118,7 +153,7 @@ impl Engine {
                 usage,
                 sources,
             } => (content, finish_reason, usage, sources),
-            Outcome::Refused(refusal) => return Err(self.refused(refusal).into()),
+            Outcome::Refused(refusal) => return Err(self.refused(refusal)),
         };
         let decoded = images::answer_images(&content);
         let settings = &self.session.settings;
@@ -126,7 +161,7 @@ impl Engine {
             settings: Some(settings.clone()),
             finish_reason,
             cost_usd: cost(
-                &model,
+                &settings.model,
                 settings.size.as_deref(),
                 decoded.len(),
                 usage.as_ref(),
@@ -136,26 +171,40 @@ impl Engine {
             model_version,
             response_id,
             images: decoded.iter().map(|i| i.meta.clone()).collect(),
-            request_bytes: size.bytes,
+            request_bytes,
             sources,
         };
-        let recorded = self.record(&user, &content, &meta, parent, prompt, events)?;
-        let (images, unwritten) = self.write_images(&recorded.label, decoded, events);
-        if recorded.take.of == 2 {
-            self.relabel_first_take(recorded.user_id, recorded.turn, events);
-        }
-        Ok(TurnReport {
+        Ok(Answered {
+            content,
+            meta,
+            decoded,
+            streamed: answer.streamed,
+        })
+    }
+
+    /// A recorded turn's images written and everything about it gathered for a face.
+    pub(super) fn write_turn(
+        &self,
+        recorded: &Recorded,
+        label: &str,
+        answered: Answered,
+        events: &dyn Events,
+    ) -> TurnReport {
+        let content = answered.content;
+        let decodable = answered.decoded.len();
+        let (images, unwritten) = self.write_images(label, answered.decoded, events);
+        TurnReport {
             session: self.session.name().to_string(),
             turn: recorded.turn,
-            label: recorded.label,
-            undecodable: content.answer_images().count() - images.len() - unwritten.len(),
+            label: label.to_string(),
+            undecodable: content.answer_images().count() - decodable,
             text: content.answer_text(),
             thoughts: content.thought_text(),
-            streamed: answer.streamed,
+            streamed: answered.streamed,
             images,
             unwritten,
-            meta,
-        })
+            meta: answered.meta,
+        }
     }
 
     /// The request for `user` after the history up to `parent`, as the context policy trims it, checked against
@@ -197,14 +246,16 @@ impl Engine {
         Ok((request, size))
     }
 
-    /// Sends the request until it answers, fails, or `cancel` fires, reporting progress as events.
+    /// Sends the request until it answers, fails, or `cancel` fires, reporting progress as events. `take` is which
+    /// take of its turn this will be (the offline stand-in draws each take differently).
     fn ask(
         &self,
-        model: &str,
         request: &GenerateContentRequest,
+        take: usize,
         events: &dyn Events,
         cancel: &Cancel,
     ) -> Result<Answer> {
+        let model = self.session.settings.model.as_str();
         // Whether this attempt reported any of its answer yet: a retry after that voids what was shown.
         let shown = Cell::new(false);
         let streamed = Cell::new(false);
@@ -243,7 +294,7 @@ impl Engine {
         let started = Instant::now();
         let answer = self.runtime.block_on(async {
             tokio::select! {
-                response = self.backend.generate(model, request, &self.blobs, self.stream, &progress) => Some(response),
+                response = self.backend.generate(model, request, &self.blobs, self.stream, take, &progress) => Some(response),
                 () = cancel.cancelled() => None,
             }
         });
@@ -267,21 +318,17 @@ impl Engine {
         }
     }
 
-    /// Records the turn and moves this session along. The answer is paid for: before anything that can fail it is
-    /// journaled durably beside the database; then it is recorded in one transaction (on the head; on a new branch
-    /// when another process moved the head; in a new session when this one was deleted meanwhile), and the journal
-    /// entry goes. If recording fails, the entry stays, the error says where, and the next peel records it.
-    fn record(
-        &mut self,
+    /// What the journal and the store keep of an arrived answer.
+    pub(super) fn arrival(
+        &self,
         user: &Content,
-        content: &Content,
-        meta: &TurnMeta,
+        answered: &Answered,
         parent: Option<i64>,
         prompt: &str,
-        events: &dyn Events,
-    ) -> Result<Recorded> {
+        beside: bool,
+    ) -> Arrival {
         let row = self.session.row.as_ref();
-        let arrival = Arrival {
+        Arrival {
             session: ArrivalSession {
                 id: row.map(|r| r.id),
                 name: match (row, &self.session.wanted_name) {
@@ -295,22 +342,37 @@ impl Engine {
             expected_head: self.session.head(),
             parent,
             user: user.clone(),
-            model: content.clone(),
-            meta: meta.clone(),
-        };
-        let journal = self.store.journal();
-        let entry = match &journal {
-            Some(journal) => match journal.write(&arrival) {
-                Ok(entry) => Some(entry),
-                Err(e) => {
-                    events.emit(Event::Warning(&format!(
-                        "the answer could not be kept in the journal: {e:#}"
-                    )));
-                    None
-                }
-            },
-            None => None,
-        };
+            model: answered.content.clone(),
+            meta: answered.meta.clone(),
+            beside,
+        }
+    }
+
+    /// The answer is paid for: before anything that can fail, it is written durably to the journal beside the
+    /// database (`None` when that is impossible, with a warning: the store is then its only keeper).
+    pub(super) fn journal(&self, arrival: &Arrival, events: &dyn Events) -> Option<JournalEntry> {
+        let journal = self.store.journal()?;
+        match journal.write(arrival) {
+            Ok(entry) => Some(entry),
+            Err(e) => {
+                events.emit(Event::Warning(&format!(
+                    "the answer could not be kept in the journal: {e:#}"
+                )));
+                None
+            }
+        }
+    }
+
+    /// Records a journaled answer in one transaction (on the head; beside it for a variant; on a new branch when
+    /// another process moved the head; in a new session when this one was deleted meanwhile) and moves this
+    /// session along; then the journal entry goes. If recording fails, the entry stays, the error says where, and
+    /// the next peel records it.
+    pub(super) fn record(
+        &mut self,
+        arrival: Arrival,
+        entry: Option<JournalEntry>,
+        events: &dyn Events,
+    ) -> Result<Recorded> {
         let entry_id = entry
             .as_ref()
             .map_or_else(journal::new_entry_id, |e| e.id().to_string());
@@ -329,7 +391,7 @@ impl Engine {
                 .into());
             }
         };
-        if let (Some(journal), Some(entry)) = (&journal, &entry)
+        if let (Some(journal), Some(entry)) = (self.store.journal(), &entry)
             && let Err(e) = journal.remove(entry)
         {
             events.emit(Event::Warning(&format!(
@@ -346,6 +408,7 @@ impl Engine {
                     row.redo.clear();
                 }
             }
+            Placement::Beside => {}
             Placement::NewSession | Placement::AlreadyRecorded => {
                 self.session.row = Some(recorded.session);
             }
@@ -377,13 +440,12 @@ impl Engine {
             user_id: appended.user_id,
             turn: appended.turn,
             take: appended.take,
-            label: appended.take.label(appended.turn),
         })
     }
 
     /// Writes a recorded turn's images into the session's folder. A failure here loses nothing (the turn is in
     /// the database and `/show` writes the file again), so it is reported, not raised.
-    fn write_images(
+    pub(super) fn write_images(
         &self,
         label: &str,
         decoded: Vec<AnswerImage>,
@@ -423,7 +485,7 @@ impl Engine {
 
     /// A turn that just got its second take: its first take is now `3a`, no longer `3`. Its files, where peel
     /// wrote them under the old name, follow.
-    fn relabel_first_take(&self, user_id: i64, number: i64, events: &dyn Events) {
+    pub(super) fn relabel_first_take(&self, user_id: i64, number: i64, events: &dyn Events) {
         let renamed = (|| -> Result<Vec<String>> {
             let Some((first, maker)) = self.store.first_take(user_id)? else {
                 return Ok(Vec::new());
@@ -485,13 +547,6 @@ impl Engine {
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct NotRecorded(pub String);
-
-struct Recorded {
-    user_id: i64,
-    turn: i64,
-    take: Take,
-    label: String,
-}
 
 /// The estimated price of a turn: its images at the model's per-image price, plus input tokens where the price of
 /// those is known.

@@ -65,12 +65,14 @@ impl Backend {
     }
 
     /// One turn. With `stream`, parts are reported through `progress` as they arrive; retries are reported either way.
+    /// `take` is which take of its turn the answer will be: the offline stand-in draws each one differently.
     pub async fn generate(
         &self,
         model: &str,
         request: &GenerateContentRequest,
         blobs: &Arc<dyn BlobSource>,
         stream: bool,
+        take: usize,
         progress: &dyn Fn(Progress<'_>),
     ) -> Result<GenerateContentResponse, GeminiError> {
         match self {
@@ -83,7 +85,7 @@ impl Backend {
                 // The stand-in draws from the images themselves, so it gets them inline.
                 let request =
                     body::inflate(request, blobs.as_ref()).map_err(GeminiError::Malformed)?;
-                crate::offline::respond(model, &request).await
+                crate::offline::respond(model, &request, take).await
             }
             Backend::NoKey(why) => Err(GeminiError::Credential(why.clone())),
         }

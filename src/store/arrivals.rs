@@ -16,6 +16,8 @@ use crate::settings::Settings;
 pub enum Placement {
     /// On the session's head, as expected.
     Head,
+    /// A take beside the head (a variant): stored in the session's tree, the head left where it is.
+    Beside,
     /// The session's first turn: the session was created for it.
     NewSession,
     /// Another process moved the session's head meanwhile: the turn went to a new branch (named in `session`).
@@ -68,7 +70,7 @@ impl RecoveryReport {
                     "recorded an answer kept in the journal ({prompt}) as turn {turn} of session {session}, a \
                      branch of {from} (its head had moved)"
                 ),
-                Placement::Head | Placement::NewSession => format!(
+                Placement::Head | Placement::Beside | Placement::NewSession => format!(
                     "recorded an answer kept in the journal ({prompt}) as turn {turn} of session {session}"
                 ),
             });
@@ -140,6 +142,7 @@ impl Store {
         };
         let parent = arrival.parent.filter(|_| parent_exists);
         let (owner, placement) = match stored {
+            Some((id, ..)) if arrival.beside => (id, Placement::Beside),
             Some((id, _, head, _, _)) if head == arrival.expected_head => (id, Placement::Head),
             Some((_, name, _, stored_settings, out_dir)) => {
                 let branch = branch_name_in(&tx, &name)?;
@@ -177,10 +180,17 @@ impl Store {
         };
         let (user_id, model_id) = insert_turn(&tx, owner, parent, turn)?;
         let now = now_ms();
-        tx.execute(
-            "UPDATE sessions SET head_id = ?2, redo = '[]', updated_at = ?3, used_at = ?3 WHERE id = ?1",
-            params![owner, model_id, now],
-        )?;
+        if placement == Placement::Beside {
+            tx.execute(
+                "UPDATE sessions SET updated_at = ?2, used_at = ?2 WHERE id = ?1",
+                params![owner, now],
+            )?;
+        } else {
+            tx.execute(
+                "UPDATE sessions SET head_id = ?2, redo = '[]', updated_at = ?3, used_at = ?3 WHERE id = ?1",
+                params![owner, model_id, now],
+            )?;
+        }
         tx.execute(
             "INSERT INTO arrivals (id, model_id, recorded_at) VALUES (?1, ?2, ?3)",
             params![entry_id, model_id, now],
@@ -189,7 +199,10 @@ impl Store {
         if let Some(checkpointer) = &self.checkpointer {
             checkpointer.nudge();
         }
-        let branched = !matches!(placement, Placement::Head | Placement::NewSession);
+        let branched = !matches!(
+            placement,
+            Placement::Head | Placement::Beside | Placement::NewSession
+        );
         let appended = placed_turn(self, user_id, model_id, branched.then_some(owner))?;
         Ok(Recorded {
             appended,

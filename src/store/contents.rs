@@ -172,6 +172,26 @@ impl Store {
         })
     }
 
+    /// One content, parts not yet read back from the blobs.
+    pub fn content(&self, id: i64) -> Result<ContentRow> {
+        let sql = format!("SELECT {CONTENT_COLUMNS} FROM contents c WHERE c.id = ?1");
+        self.conn
+            .query_row(&sql, [id], content_from_row)
+            .with_context(|| format!("content {id} is gone from the database"))
+    }
+
+    /// How many takes there are of the turn that continues from `parent` (for a first turn, the first turns
+    /// `session` made): the next one made is take number this (0-based).
+    pub fn takes_under(&self, parent: Option<i64>, session: Option<i64>) -> Result<usize> {
+        let n: i64 = self.conn.query_row(
+            "SELECT count(*) FROM contents
+             WHERE role = 'user' AND parent_id IS ?1 AND (?1 IS NOT NULL OR session_id IS ?2)",
+            params![parent, session],
+            |r| r.get(0),
+        )?;
+        Ok(n as usize)
+    }
+
     /// The first take of the turn `user_id` is a take of: its answer, and the session that made it (if it is
     /// still there). `None` when that answer is gone.
     pub fn first_take(&self, user_id: i64) -> Result<Option<(ContentRow, Option<SessionRow>)>> {

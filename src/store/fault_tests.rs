@@ -29,6 +29,7 @@ fn arrival(session: &SessionRow, seed: u8) -> Arrival {
             created_at: Some(session.created_at),
             out_dir: None,
         },
+        beside: false,
         expected_head: session.head_id,
         parent: session.head_id,
         user: Content::user(vec![Part::text(format!("prompt {seed}"))]),

@@ -63,6 +63,10 @@ pub struct Arrival {
     /// The answer exactly as received.
     pub model: Content,
     pub meta: TurnMeta,
+    /// One of several takes asked for at once (variants): recorded beside the head, as a take of the same turn,
+    /// without moving the head.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub beside: bool,
 }
 
 impl Arrival {
