@@ -141,7 +141,7 @@ impl Engine {
     }
 
     /// What an answer is: a turn to keep (its meta worked out), or a refusal to explain.
-    pub(super) fn answered(&self, answer: Answer, request_bytes: u64) -> Result<Answered, Refused> {
+    pub(super) fn answered(&self, answer: Answer, request_bytes: u64) -> Result<Answered> {
         let (model_version, response_id) = (
             answer.response.model_version.clone(),
             answer.response.response_id.clone(),
@@ -153,7 +153,7 @@ impl Engine {
                 usage,
                 sources,
             } => (content, finish_reason, usage, sources),
-            Outcome::Refused(refusal) => return Err(self.refused(refusal)),
+            Outcome::Refused(refusal) => return Err(self.refused(refusal).into()),
         };
         let decoded = images::answer_images(&content);
         let settings = &self.session.settings;
