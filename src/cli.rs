@@ -46,9 +46,13 @@ pub struct Cli {
     #[arg(long, value_name = "SIZE", add = ArgValueCandidates::new(sizes))]
     pub size: Option<String>,
 
-    /// Reference image for the first prompt (repeatable, at most 14)
-    #[arg(short, long = "image", value_name = "PATH")]
+    /// Reference image for the first prompt: a file, or a stored image by label (@3, @fox:2, @last); repeatable
+    #[arg(short, long = "image", value_name = "PATH|@LABEL")]
     pub images: Vec<PathBuf>,
+
+    /// N takes of each prompt at once (2 to 8), side by side on a contact sheet [default: 1]
+    #[arg(short = 'n', long = "variants", value_name = "N", value_parser = clap::value_parser!(u8).range(1..=8))]
+    pub variants: Option<u8>,
 
     /// Where images are written: DIR/<session>/<turn>.<ext> [default: the config's out, else peel-out]
     #[arg(short, long, value_name = "DIR", env = "PEEL_OUT")]

@@ -83,6 +83,8 @@ pub struct ProfileConfig {
     pub jpeg_quality: Option<u8>,
     /// Inline previews: auto, kitty, iterm, sixel, blocks or off.
     pub preview: Option<PreviewMode>,
+    /// How many requests variants keep in flight at once (default 4).
+    pub concurrency: Option<usize>,
 }
 
 impl ProfileConfig {
@@ -115,6 +117,7 @@ impl ProfileConfig {
             output_mime_type: self.output_mime_type.or(base.output_mime_type),
             jpeg_quality: self.jpeg_quality.or(base.jpeg_quality),
             preview: self.preview.or(base.preview),
+            concurrency: self.concurrency.or(base.concurrency),
         }
     }
 }

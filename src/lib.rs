@@ -11,6 +11,7 @@ pub mod config;
 pub mod engine;
 pub mod face;
 pub mod files;
+pub mod font;
 pub mod gemini;
 pub mod names;
 pub mod offline;
@@ -91,8 +92,12 @@ pub fn run(cli: Cli) -> Result<Outcome> {
     let recovery = engine.recover()?;
     let resumed = open_session(&cli, &mut engine, &mut notices)?;
     engine.set_stream(cfg.stream(&cli, mode == Mode::Repl));
+    if let Some(concurrency) = cfg.values.concurrency {
+        engine.set_concurrency(concurrency);
+    }
     let previews = Previews::new(cfg.preview(&cli));
     let mut face = Face::new(engine, out, previews, Interrupts::start());
+    face.takes = usize::from(cli.variants.unwrap_or(1));
     for line in &recovery {
         face.out.warn(line);
     }

@@ -19,7 +19,7 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use image::codecs::jpeg::JpegEncoder;
 use image::codecs::png::{CompressionType, FilterType as PngFilter, PngEncoder};
 use image::imageops::FilterType;
-use image::{DynamicImage, ExtendedColorType, ImageEncoder, Rgb, RgbImage, Rgba, RgbaImage};
+use image::{DynamicImage, ExtendedColorType, ImageEncoder, RgbImage, Rgba, RgbaImage};
 use serde_json::{Map, json};
 use sha2::{Digest, Sha256};
 
@@ -710,91 +710,18 @@ fn composite(canvas: &mut RgbImage, table: &[[u8; 256]; 3], marks: Option<&RgbaI
     }
 }
 
-/// The prompt in a 5x7 bitmap font, one line per turn, so a picture shows what it was asked for.
+/// The prompt in the bitmap font, one line per turn, so a picture shows what it was asked for.
 fn draw_caption(canvas: &mut RgbImage, turn: usize, prompt: &str) {
     let dot = (canvas.width().min(canvas.height()) / 256).max(1);
-    let (cell, line_height, margin) = (6 * dot, 10 * dot, 4 * dot);
+    let (line_height, margin) = (10 * dot, 4 * dot);
     let lines = (canvas.height() / 3 / line_height).max(1) as usize;
     let top = margin + ((turn.max(1) - 1) % lines) as u32 * line_height;
-    let max_chars = (canvas.width().saturating_sub(2 * margin) / cell) as usize;
-    let text = format!("{turn} {}", prompt.trim()).to_uppercase();
-    let glyphs: Vec<u64> = text.chars().take(max_chars).map(glyph).collect();
-    // A dark shadow first, so the white text reads on any background.
-    for (shift, colour) in [(dot.div_ceil(2), Rgb([0; 3])), (0, Rgb([255; 3]))] {
-        for (i, glyph) in glyphs.iter().enumerate() {
-            for (row, column) in (0..7).flat_map(|row| (0..5).map(move |column| (row, column))) {
-                if glyph >> (8 * (6 - row) + 4 - column) & 1 == 1 {
-                    let x = margin + i as u32 * cell + column * dot + shift;
-                    fill_square(canvas, x, top + row * dot + shift, dot, colour);
-                }
-            }
-        }
-    }
-}
-
-fn fill_square(canvas: &mut RgbImage, x: u32, y: u32, size: u32, colour: Rgb<u8>) {
-    for y in y..(y + size).min(canvas.height()) {
-        for x in x..(x + size).min(canvas.width()) {
-            canvas.put_pixel(x, y, colour);
-        }
-    }
-}
-
-const GLYPH_CHARS: &str = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.,!?'-:/";
-/// One glyph per number: 7 bytes, the rows top to bottom, 5 pixels each in the low bits.
-const GLYPHS: [u64; 44] = [
-    0x0E11111F111111,
-    0x1E11111E11111E,
-    0x0E11101010110E,
-    0x1E11111111111E,
-    0x1F10101E10101F,
-    0x1F10101E101010,
-    0x0E11101711110F,
-    0x1111111F111111,
-    0x0E04040404040E,
-    0x0702020202120C,
-    0x11121418141211,
-    0x1010101010101F,
-    0x111B1515111111,
-    0x11111915131111,
-    0x0E11111111110E,
-    0x1E11111E101010,
-    0x0E11111115120D,
-    0x1E11111E141211,
-    0x0F10100E01011E,
-    0x1F040404040404,
-    0x1111111111110E,
-    0x11111111110A04,
-    0x1111111515150A,
-    0x11110A040A1111,
-    0x1111110A040404,
-    0x1F01020408101F,
-    0x0E11131519110E,
-    0x040C040404040E,
-    0x0E11010204081F,
-    0x1F02040201110E,
-    0x02060A121F0202,
-    0x1F101E0101110E,
-    0x0608101E11110E,
-    0x1F010204080808,
-    0x0E11110E11110E,
-    0x0E11110F01020C,
-    0x00000000000C0C,
-    0x000000000C0408,
-    0x04040404040004,
-    0x0E110102040004,
-    0x04040800000000,
-    0x0000001F000000,
-    0x000C0C000C0C00,
-    0x01010204081010,
-];
-
-/// A blank for whitespace and `?` for characters the font lacks.
-fn glyph(c: char) -> u64 {
-    let index = GLYPH_CHARS.find(c).or(GLYPH_CHARS.find('?'));
-    index
-        .filter(|_| !c.is_whitespace())
-        .map_or(0, |i| GLYPHS[i])
+    let max_chars = (canvas.width().saturating_sub(2 * margin) / (6 * dot)) as usize;
+    let text: String = format!("{turn} {}", prompt.trim())
+        .chars()
+        .take(max_chars)
+        .collect();
+    crate::font::draw_text(canvas, margin, top, dot, &text);
 }
 
 /// FNV-1a: a stable hash, so the same words draw the same picture on every run and platform.
@@ -971,7 +898,9 @@ mod tests {
     #[tokio::test]
     async fn an_attached_image_is_edited_toward_the_prompt() {
         // Black on the left, white on the right, in 3:2.
-        let base = RgbImage::from_fn(768, 512, |x, _| Rgb([if x < 384 { 0 } else { 255 }; 3]));
+        let base = RgbImage::from_fn(768, 512, |x, _| {
+            image::Rgb([if x < 384 { 0 } else { 255 }; 3])
+        });
         let mut png = std::io::Cursor::new(Vec::new());
         DynamicImage::ImageRgb8(base)
             .write_to(&mut png, ImageFormat::Png)

@@ -157,7 +157,7 @@ impl Engine {
         })
     }
 
-    fn move_head(&mut self, head: Option<i64>, redo: Vec<i64>) -> Result<()> {
+    pub(super) fn move_head(&mut self, head: Option<i64>, redo: Vec<i64>) -> Result<()> {
         let row = self
             .session
             .row

@@ -22,6 +22,8 @@ pub enum Event<'a> {
     Thought(&'a str),
     /// A piece of the answer's text, as it streamed in.
     Text(&'a str),
+    /// What the status line should say now, in place of the model's name (variants: how many takes are done).
+    Status(&'a str),
     /// Something worth telling that does not stop the work.
     Notice(&'a str),
     /// Something that went wrong without stopping the work.
@@ -77,6 +79,7 @@ impl Events for Recorder {
             Event::AttemptRestarted => "restarted".to_string(),
             Event::Thought(text) => format!("thought: {text}"),
             Event::Text(text) => format!("text: {text}"),
+            Event::Status(text) => format!("status: {text}"),
             Event::Notice(text) => format!("notice: {text}"),
             Event::Warning(text) => format!("warning: {text}"),
         };

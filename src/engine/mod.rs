@@ -15,8 +15,10 @@ pub mod output;
 pub mod references;
 pub mod session;
 mod settings;
+mod sheet;
 pub mod tree;
 mod turn;
+pub mod variants;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -59,6 +61,8 @@ pub struct Engine {
     stream: bool,
     /// Where the images of sessions made in this run go (absolute).
     out_root: PathBuf,
+    /// How many requests a variants turn keeps in flight.
+    concurrency: usize,
 }
 
 impl Engine {
@@ -83,6 +87,7 @@ impl Engine {
             failed_prompt: None,
             stream: false,
             out_root,
+            concurrency: variants::DEFAULT_CONCURRENCY,
         })
     }
 
@@ -221,6 +226,13 @@ impl Engine {
         let n = read.len();
         self.session.attachments.extend(read);
         Ok(n)
+    }
+
+    /// Attaches image bytes from somewhere else than a file (the clipboard), checked like a file's.
+    pub fn attach_bytes(&mut self, source: &str, bytes: Vec<u8>) -> Result<()> {
+        let attachment = Attachment::from_bytes(source.to_string(), bytes)?;
+        self.session.attachments.push(attachment);
+        Ok(())
     }
 
     /// Drops the attachments; returns how many there were.

@@ -12,10 +12,15 @@ pub use crate::engine::context::ContextPolicy;
 pub const COMMANDS: &[(&str, &str, &str)] = &[
     (
         "attach",
-        "/attach PATH...",
-        "attach images to the next prompt; with no PATH, list the attachments",
+        "/attach PATH|@LABEL...",
+        "attach images to the next prompt (files, or stored ones: @3, @3b, @fox:2, @last); with none, list them",
     ),
     ("detach", "/detach", "drop the attachments"),
+    (
+        "paste",
+        "/paste",
+        "attach the image on the system clipboard to the next prompt",
+    ),
     (
         "save",
         "/save [NAME]",
@@ -32,6 +37,26 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
         "history",
         "/history",
         "this session's turns: prompt, image, size, tokens, cost",
+    ),
+    (
+        "variants",
+        "/variants N PROMPT",
+        "N takes of the prompt at once (2 to 8), side by side on a contact sheet; /pick keeps one",
+    ),
+    (
+        "pick",
+        "/pick TAKE",
+        "make a take (3c) the one the next prompt continues from; the others stay in the tree",
+    ),
+    (
+        "sheet",
+        "/sheet [TURN]",
+        "the takes of a turn side by side on one contact sheet (default: the last turn)",
+    ),
+    (
+        "compare",
+        "/compare A B",
+        "two images side by side: takes (3a 3c) or any labels (@2 @fox:3)",
     ),
     (
         "branch",
@@ -154,6 +179,14 @@ const ALIASES: &[(&str, &str)] = &[
 pub enum Command {
     Attach(Vec<PathBuf>),
     Detach,
+    Paste,
+    Variants {
+        n: usize,
+        prompt: String,
+    },
+    Pick(String),
+    Sheet(Option<String>),
+    Compare(String, String),
     Save(Option<String>),
     Load(String),
     New(Option<String>),
@@ -254,6 +287,16 @@ impl FromStr for Command {
         Ok(match name {
             "attach" => Command::Attach(split_paths(rest)?),
             "detach" => Command::Detach,
+            "paste" => Command::Paste,
+            "variants" => parse_variants(rest)?,
+            "pick" => Command::Pick(
+                turn_label(name, Some(required("a take, such as 3b")?))?.unwrap_or_default(),
+            ),
+            "sheet" => Command::Sheet(turn_label(name, arg())?),
+            "compare" => match rest.split_whitespace().collect::<Vec<_>>().as_slice() {
+                [a, b] => Command::Compare(a.to_string(), b.to_string()),
+                _ => bail!("usage: {}", usage("compare")),
+            },
             "save" => Command::Save(arg()),
             "load" => Command::Load(required("a session name")?),
             "new" => Command::New(arg()),
@@ -315,6 +358,32 @@ fn turn_label(command: &str, arg: Option<String>) -> Result<Option<String>> {
             Err(_) => bail!("/{command} takes a turn (3, or 3b for a take), not {text:?}"),
         },
     }
+}
+
+/// The most takes `/variants` asks for at once (two rows of a contact sheet).
+pub const MAX_VARIANTS: usize = 8;
+
+/// `/variants N PROMPT`.
+fn parse_variants(rest: &str) -> Result<Command> {
+    let (n, prompt) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
+    let n = match n.parse::<usize>() {
+        Ok(n) if (2..=MAX_VARIANTS).contains(&n) => n,
+        _ => bail!(
+            "/variants takes a number of takes from 2 to {MAX_VARIANTS}, then the prompt; usage: {}",
+            usage("variants")
+        ),
+    };
+    let prompt = prompt.trim();
+    if prompt.is_empty() {
+        bail!(
+            "/variants needs a prompt after the number; usage: {}",
+            usage("variants")
+        );
+    }
+    Ok(Command::Variants {
+        n,
+        prompt: prompt.to_string(),
+    })
 }
 
 /// `/delete NAME [--yes]`.
@@ -524,6 +593,22 @@ mod tests {
             }
         );
         assert_eq!(cmd("/preview OFF"), Command::Preview("off".into()));
+        assert_eq!(
+            cmd("/variants 4 a red fox"),
+            Command::Variants {
+                n: 4,
+                prompt: "a red fox".into()
+            }
+        );
+        assert!("/variants 1 a fox".parse::<Line>().is_err());
+        assert!("/variants 4".parse::<Line>().is_err());
+        assert_eq!(cmd("/pick 3c"), Command::Pick("3c".into()));
+        assert!("/pick".parse::<Line>().is_err());
+        assert_eq!(
+            cmd("/compare 3a @fox:2"),
+            Command::Compare("3a".into(), "@fox:2".into())
+        );
+        assert_eq!(cmd("/sheet"), Command::Sheet(None));
         assert!("/preview maybe".parse::<Line>().is_err());
         assert!("/open x".parse::<Line>().is_err());
         assert_eq!(cmd("/save"), Command::Save(None));

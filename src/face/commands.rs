@@ -21,6 +21,35 @@ impl Face {
                         .note(&format!("attached {}", sanitize(&attachment.describe())));
                 }
             }
+            Command::Paste => {
+                let bytes = super::clipboard::image()?;
+                self.engine.attach_bytes("clipboard", bytes)?;
+                let attached = self.engine.attachments();
+                if let Some(attachment) = attached.last() {
+                    self.out
+                        .note(&format!("attached {}", sanitize(&attachment.describe())));
+                }
+            }
+            Command::Variants { n, prompt } => self.variants(&prompt, n)?,
+            Command::Pick(label) => {
+                let (label, left) = self.engine.pick(&label)?;
+                let mut note = format!("the next prompt continues from {label}");
+                if left > 0 {
+                    note.push_str(&format!(
+                        "; the {} after it stay in the tree (/tree)",
+                        text::count(left, "turn")
+                    ));
+                }
+                self.out.note(&note);
+            }
+            Command::Sheet(label) => {
+                let sheet = self.engine.sheet(label.as_deref())?;
+                self.image(&sheet);
+            }
+            Command::Compare(a, b) => {
+                let both = self.engine.compare(&a, &b)?;
+                self.image(&both);
+            }
             Command::Detach => match self.engine.detach() {
                 0 => self.out.note("no attachments to drop"),
                 n => self
@@ -204,8 +233,9 @@ impl Face {
     fn list_attachments(&self) {
         let attachments = self.engine.attachments();
         if attachments.is_empty() {
-            self.out
-                .say("no attachments; /attach PATH... adds images to the next prompt");
+            self.out.say(
+                "no attachments; /attach PATH|@LABEL... (or /paste) adds images to the next prompt",
+            );
         }
         for attachment in attachments {
             self.out.say(&sanitize(&attachment.describe()));

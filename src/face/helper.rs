@@ -17,6 +17,8 @@ use crate::gemini::models;
 pub struct Candidates {
     pub sessions: Vec<String>,
     pub model: String,
+    /// Labels of stored images: `@3`, `@3b`, `@last`, `@fox:`.
+    pub labels: Vec<String>,
 }
 
 #[derive(Helper, Highlighter)]
@@ -79,6 +81,25 @@ impl Completer for PeelHelper {
         ctx: &Context<'_>,
     ) -> rustyline::Result<(usize, Vec<Pair>)> {
         let before = &line[..pos];
+        // A label anywhere: in a prompt ("the hat from @2"), after /attach, /compare, /branch.
+        let start = before.rfind(char::is_whitespace).map_or(0, |i| i + 1);
+        let word = &before[start..];
+        if word.starts_with('@') {
+            let labels = self.candidates.borrow().labels.clone();
+            let candidates = labels
+                .into_iter()
+                .filter(|l| l.starts_with(word))
+                .map(|l| Pair {
+                    replacement: if l.ends_with(':') {
+                        l.clone()
+                    } else {
+                        format!("{l} ")
+                    },
+                    display: l,
+                })
+                .collect();
+            return Ok((start, candidates));
+        }
         let Some(typed) = before.strip_prefix('/') else {
             return Ok((pos, Vec::new()));
         };
@@ -152,6 +173,13 @@ mod tests {
         PeelHelper::new(Rc::new(RefCell::new(Candidates {
             sessions: vec!["fox".into(), "fox~2".into(), "cat".into()],
             model: "gemini-3-pro-image".into(),
+            labels: vec![
+                "@last".into(),
+                "@1".into(),
+                "@2a".into(),
+                "@2b".into(),
+                "@cat:".into(),
+            ],
         })))
     }
 
@@ -181,6 +209,8 @@ mod tests {
         let line = format!("/attach {}/pho", dir.path().display());
         assert!(complete(&line).iter().any(|c| c.ends_with("photo.png")));
         assert!(complete("a red fox").is_empty());
+        assert_eq!(complete("put the hat from @2"), ["@2a ", "@2b "]);
+        assert_eq!(complete("/attach @c"), ["@cat:"]);
     }
 
     #[test]

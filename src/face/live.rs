@@ -143,6 +143,10 @@ impl Events for Live<'_> {
                 s.message = event.retry_message();
                 s.draw_status();
             }
+            Event::Status(text) => {
+                s.message = Some(sanitize(text));
+                s.draw_status();
+            }
             Event::Sending { url, bytes } => {
                 s.message = None;
                 if self.out.verbose {

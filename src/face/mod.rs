@@ -2,6 +2,7 @@
 //! (`script.rs`) and one-shot mode share one [`Face`]: a line is a prompt or a command; a turn's events are shown
 //! live (`live.rs`), its report rendered after (`render.rs`, `preview.rs`), or printed as JSON (`json.rs`).
 
+mod clipboard;
 pub mod command;
 mod commands;
 mod helper;
@@ -41,6 +42,8 @@ pub struct Face {
     pub interrupts: Interrupts,
     /// How to ask the person (the REPL sets it).
     confirm: Option<Confirm>,
+    /// Takes a prompt gets (`-n N`): 1, or variants.
+    pub takes: usize,
 }
 
 impl Face {
@@ -51,6 +54,7 @@ impl Face {
             previews,
             interrupts,
             confirm: None,
+            takes: 1,
         }
     }
 
@@ -63,7 +67,14 @@ impl Face {
         match line.parse::<Line>()? {
             Line::Empty => Ok(Flow::Continue),
             Line::Prompt(prompt) => {
-                self.turn(|engine, events, cancel| engine.prompt(&prompt, events, cancel))?;
+                if self.offered_as_attachment(&prompt)? {
+                    return Ok(Flow::Continue);
+                }
+                if self.takes > 1 {
+                    self.variants(&prompt, self.takes)?;
+                } else {
+                    self.turn(|engine, events, cancel| engine.prompt(&prompt, events, cancel))?;
+                }
                 Ok(Flow::Continue)
             }
             Line::Command(command) => self.command(command),
@@ -160,11 +171,134 @@ impl Face {
         self.out.note(&footer);
     }
 
+    /// A line that is only paths of images (what a terminal pastes when a file is dropped on it, quoted or
+    /// escaped): in the REPL, offered as attachments instead of being sent as a prompt.
+    fn offered_as_attachment(&mut self, line: &str) -> Result<bool> {
+        if self.out.mode != Mode::Repl {
+            return Ok(false);
+        }
+        let Ok(paths) = command::split_paths(line) else {
+            return Ok(false);
+        };
+        let paths: Vec<std::path::PathBuf> = paths
+            .into_iter()
+            .map(
+                |p| match p.to_str().and_then(|s| s.strip_prefix("file://")) {
+                    Some(rest) => std::path::PathBuf::from(rest),
+                    None => p,
+                },
+            )
+            .collect();
+        // Metadata only: nothing is opened (a FIFO named like an image is not a regular file).
+        let images = !paths.is_empty()
+            && paths.iter().all(|p| {
+                p.is_absolute()
+                    && p.is_file()
+                    && p.extension().is_some_and(|e| {
+                        ["png", "jpg", "jpeg", "webp", "gif", "heic", "heif", "avif"]
+                            .contains(&e.to_string_lossy().to_ascii_lowercase().as_str())
+                    })
+            });
+        if !images {
+            return Ok(false);
+        }
+        let shown: Vec<String> = paths.iter().map(|p| render::path(p)).collect();
+        let question = format!("attach {} to the next prompt?", text::and_list(&shown));
+        if self.ask(&question) == Some(false) {
+            return Ok(false);
+        }
+        let n = self.engine.attach(&paths)?;
+        let attached = self.engine.attachments();
+        for attachment in &attached[attached.len() - n..] {
+            self.out
+                .note(&format!("attached {}", sanitize(&attachment.describe())));
+        }
+        Ok(true)
+    }
+
+    /// `/variants N PROMPT`, `-n N`: the takes come at once, side by side on a contact sheet.
+    fn variants(&mut self, prompt: &str, n: usize) -> Result<()> {
+        let estimate = self.engine.estimate(n)?;
+        self.out.note(&format!(
+            "{n} takes at once: ~${:.3} in all (~${:.3} each, estimated)",
+            estimate.total, estimate.each
+        ));
+        let (cancel, _request) = self.interrupts.request();
+        let quiet_keys = (self.out.mode == Mode::Repl).then(term::NoEcho::start);
+        let mut live = Live::start(&self.out, &format!("{n} takes"));
+        let result = self.engine.variants(prompt, n, &live, &cancel);
+        live.finish();
+        drop(live);
+        drop(quiet_keys);
+        let report = result?;
+        for take in &report.takes {
+            if !take.text.trim().is_empty() {
+                self.out.say(&self.out.dim(&format!(
+                    "{}: {}",
+                    take.label,
+                    text::one_line(&take.text, 70)
+                )));
+            }
+            for image in &take.images {
+                self.announce(image, false);
+            }
+            if self.out.json {
+                self.out.result(&json::turn(take).to_string());
+            }
+        }
+        for (which, why) in &report.failures {
+            self.out.warn(&format!(
+                "take {which} of {n} did not come: {}",
+                sanitize(why)
+            ));
+        }
+        if report.cancelled > 0 {
+            self.out.note(&format!(
+                "{} still running cancelled; the {} that came are kept",
+                text::count(report.cancelled, "take"),
+                report.takes.len()
+            ));
+        }
+        if let Some(sheet) = &report.sheet {
+            // For a script, stdout carries the takes; the sheet is told on stderr.
+            if self.out.mode == Mode::Repl {
+                self.image(sheet);
+            } else {
+                self.out
+                    .note(&format!("contact sheet: {}", render::path(&sheet.path)));
+            }
+        }
+        if report.takes.is_empty() {
+            anyhow::bail!("no take came back; nothing was recorded");
+        }
+        let labels: Vec<&str> = report.takes.iter().map(|t| t.label.as_str()).collect();
+        let cost: f64 = report.takes.iter().map(|t| t.meta.cost_usd).sum();
+        let mut note = format!(
+            "turn {}: {} · ~${cost:.3} · the next prompt continues from {}",
+            report.turn,
+            labels.join(" "),
+            labels[0]
+        );
+        if labels.len() > 1 {
+            note.push_str(&format!(
+                "; /pick {} continues from another, /compare {} {} shows two",
+                labels[1], labels[0], labels[1]
+            ));
+        }
+        self.out.note(&note);
+        Ok(())
+    }
+
     /// An image on disk: previewed for a person on a terminal, its path on stdout for a script.
     fn image(&mut self, image: &ImageFile) {
+        self.announce(image, true);
+    }
+
+    /// An image's path (and, with `preview`, the image itself on a terminal).
+    fn announce(&mut self, image: &ImageFile, preview: bool) {
         let size = format!("{}x{}", image.meta.width, image.meta.height);
         let path = render::path(&image.path);
-        if self.out.stdout_is_terminal && !self.out.json {
+        if preview && self.out.stdout_is_terminal && !self.out.json {
             match self.previews.show(&image.bytes) {
                 Ok(Some(notice)) => self.out.note(&notice),
                 Ok(None) => {}

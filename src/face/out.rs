@@ -64,23 +64,31 @@ impl Out {
 
     /// Something for the person: model text, listings, confirmations (fitted to the terminal's width).
     pub fn say(&self, text: &str) {
-        match (self.mode, self.width) {
-            (Mode::Repl, Some(width)) => self.write_stdout(&super::render::wrap(text, width)),
-            (Mode::Repl, None) => self.write_stdout(text),
-            _ => self.write_stderr(text),
+        self.put(&self.fit(text));
+    }
+
+    /// A notice that `-q` silences, dimmed.
+    pub fn note(&self, text: &str) {
+        if !self.quiet {
+            let lines: Vec<String> = self.fit(text).lines().map(|l| self.dim(l)).collect();
+            self.put(&lines.join("\n"));
         }
     }
 
-    /// A notice that `-q` silences.
-    pub fn note(&self, text: &str) {
-        if !self.quiet {
-            let text = match (self.mode, self.width) {
-                (Mode::Repl, Some(width)) => super::render::wrap(text, width),
-                _ => text.to_string(),
-            };
-            for line in text.lines() {
-                self.say(&self.dim(line));
-            }
+    /// Text fitted to the terminal, in the REPL (styles are added after: they take no columns).
+    fn fit(&self, text: &str) -> String {
+        match (self.mode, self.width) {
+            (Mode::Repl, Some(width)) => super::render::wrap(text, width),
+            _ => text.to_string(),
+        }
+    }
+
+    /// A person's text where the person reads: stdout in the REPL, stderr elsewhere.
+    fn put(&self, text: &str) {
+        if self.mode == Mode::Repl {
+            self.write_stdout(text);
+        } else {
+            self.write_stderr(text);
         }
     }
 

@@ -59,7 +59,7 @@ pub fn wrap(text: &str, width: usize) -> String {
 }
 
 fn wrap_line(line: &str, width: usize) -> String {
-    if line.width() <= width {
+    if line.visible() <= width {
         return line.to_string();
     }
     let indent = line.len() - line.trim_start().len();
@@ -67,11 +67,11 @@ fn wrap_line(line: &str, width: usize) -> String {
         .trim_end()
         .rfind("  ")
         .map(|i| i + 2 + line[i + 2..].len() - line[i + 2..].trim_start().len())
-        .filter(|&h| line[..h].width() <= width / 2)
+        .filter(|&h| line[..h].visible() <= width / 2)
         .unwrap_or(indent);
-    let pad = " ".repeat(line[..hang].width());
+    let pad = " ".repeat(line[..hang].visible());
     let mut out = line[..hang].to_string();
-    let mut used = out.width();
+    let mut used = out.visible();
     let mut fresh = true;
     // Words keep the spaces before them (a table's columns stay aligned) unless they start a new line.
     let mut rest = &line[hang..];
@@ -84,21 +84,48 @@ fn wrap_line(line: &str, width: usize) -> String {
         if word.is_empty() {
             break;
         }
-        if !fresh && used + gap.width() + word.width() > width {
+        if !fresh && used + gap.visible() + word.visible() > width {
             out.push('\n');
             out.push_str(&pad);
-            used = pad.width();
+            used = pad.visible();
             fresh = true;
         }
         if !fresh {
             out.push_str(gap);
-            used += gap.width();
+            used += gap.visible();
         }
         out.push_str(word);
-        used += word.width();
+        used += word.visible();
         fresh = false;
     }
     out
+}
+
+/// Columns on screen, ANSI styles (which take none) left out.
+trait Visible {
+    fn visible(&self) -> usize;
+}
+
+impl Visible for str {
+    fn visible(&self) -> usize {
+        let mut width = 0;
+        let mut rest = self;
+        while let Some(at) = rest.find('\x1b') {
+            width += rest[..at].width();
+            let after = &rest[at + 1..];
+            let end = after
+                .find(|c: char| c.is_ascii_alphabetic())
+                .map_or(after.len(), |i| i + 1);
+            rest = &after[end..];
+        }
+        width + rest.width()
+    }
+}
+
+impl Visible for String {
+    fn visible(&self) -> usize {
+        self.as_str().visible()
+    }
 }
 
 /// `parts` joined with `sep`, broken into lines of at most `width` columns between parts.
@@ -459,6 +486,10 @@ mod tests {
             "  /thoughts on|off   ask for the model's thought\n                     summaries and show them,\n                     dimmed"
         );
         assert_eq!(wrap("short", 50), "short");
+        assert_eq!(
+            wrap("\x1b[2mdim words fit\x1b[0m", 13),
+            "\x1b[2mdim words fit\x1b[0m"
+        );
         let parts: Vec<String> = [
             "gemini-3-pro-image",
             "auto · 1K",
