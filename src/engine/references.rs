@@ -121,7 +121,15 @@ impl Engine {
             let attachment = self
                 .resolve_reference(word)
                 .with_context(|| format!("not sent: the prompt names {word}"))?;
-            self.session.attachments.push(attachment);
+            // The same picture under another label (`@last` is `@3`) goes once.
+            if !self
+                .session
+                .attachments
+                .iter()
+                .any(|a| a.bytes == attachment.bytes)
+            {
+                self.session.attachments.push(attachment);
+            }
         }
         Ok(())
     }

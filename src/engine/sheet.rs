@@ -2,7 +2,6 @@
 //! glance (shown as one preview, saved beside them as `3-sheet.jpg`); and any two images side by side.
 
 use anyhow::{Context as _, Result, bail};
-use image::imageops::FilterType;
 use image::{DynamicImage, Rgb, RgbImage};
 
 use super::branching::TurnRef;
@@ -22,18 +21,23 @@ const DOT: u32 = 4;
 const BAND: u32 = 7 * DOT + 2 * GAP;
 const BACKGROUND: Rgb<u8> = Rgb([24, 24, 28]);
 
-/// `pictures` (label, image) side by side under their labels, in rows of at most four.
-pub fn compose(pictures: &[(String, DynamicImage)]) -> RgbImage {
-    let cells: Vec<(String, RgbImage)> = pictures
-        .iter()
-        .map(|(label, picture)| {
-            let width = (u64::from(picture.width()) * u64::from(CELL_HEIGHT)
-                / u64::from(picture.height().max(1)))
-            .clamp(1, u64::from(CELL_HEIGHT) * 4) as u32;
-            let scaled = picture.resize_exact(width, CELL_HEIGHT, FilterType::Triangle);
-            (label.clone(), scaled.to_rgb8())
-        })
-        .collect();
+/// A picture as a sheet's cell: decoded and shrunk to the cell height at once, so a sheet of 2K takes never holds
+/// more than one full-size picture.
+pub fn cell(bytes: &[u8]) -> Result<RgbImage> {
+    let picture = image::load_from_memory(bytes).context("the picture cannot be decoded")?;
+    Ok(shrink(&picture))
+}
+
+fn shrink(picture: &DynamicImage) -> RgbImage {
+    let width = (u64::from(picture.width()) * u64::from(CELL_HEIGHT)
+        / u64::from(picture.height().max(1)))
+    .clamp(1, u64::from(CELL_HEIGHT) * 4) as u32;
+    // A box filter: a sheet is for comparing at a glance, and it is many times faster than a windowed one.
+    picture.thumbnail_exact(width, CELL_HEIGHT).to_rgb8()
+}
+
+/// `cells` (label, picture at the cell height) side by side under their labels, in rows of at most four.
+pub fn compose(cells: &[(String, RgbImage)]) -> RgbImage {
     let rows: Vec<&[(String, RgbImage)]> = cells.chunks(PER_ROW).collect();
     let row_width = |row: &[(String, RgbImage)]| -> u32 {
         row.iter().map(|(_, c)| c.width() + GAP).sum::<u32>() + GAP
@@ -78,38 +82,38 @@ impl Engine {
             .iter()
             .find(|n| n.number == number && family.path.contains(&n.model_id))
             .with_context(|| format!("this session has no turn {number}"))?;
-        let mut pictures = Vec::new();
+        let mut cells = Vec::new();
         for node in family.nodes.iter().filter(|n| tree::same_turn(n, on_path)) {
-            if let Some(picture) = self.first_image(node.model_id)? {
-                pictures.push((node.label(), picture));
+            if let Some(bytes) = self.first_image(node.model_id)? {
+                cells.push((node.label(), cell(&bytes)?));
             }
         }
-        if pictures.is_empty() {
+        if cells.is_empty() {
             bail!("turn {number} has no image");
         }
-        self.save_sheet(&format!("{number}-sheet"), &pictures)
+        self.save_sheet(&format!("{number}-sheet"), &cells)
     }
 
     /// `/compare A B`: two images (labels: `3a`, `@fox:2`, ...) side by side, written as `A-vs-B.jpg`.
     pub fn compare(&self, a: &str, b: &str) -> Result<ImageFile> {
-        let mut pictures = Vec::new();
+        let mut cells = Vec::new();
         for label in [a, b] {
             let name = label.trim_start_matches('@');
             let attachment = self.resolve_reference(&format!("@{name}"))?;
-            let picture = image::load_from_memory(&attachment.bytes)
-                .with_context(|| format!("{label} cannot be decoded"))?;
-            pictures.push((name.to_string(), picture));
+            let picture =
+                cell(&attachment.bytes).with_context(|| format!("{label} cannot be shown"))?;
+            cells.push((name.to_string(), picture));
         }
         let name = format!(
             "{}-vs-{}",
-            pictures[0].0.replace(':', "_"),
-            pictures[1].0.replace(':', "_")
+            cells[0].0.replace(':', "_"),
+            cells[1].0.replace(':', "_")
         );
-        self.save_sheet(&name, &pictures)
+        self.save_sheet(&name, &cells)
     }
 
-    /// The first answer image of a stored model content, decoded.
-    fn first_image(&self, model_id: i64) -> Result<Option<DynamicImage>> {
+    /// The bytes of the first answer image of a stored model content.
+    fn first_image(&self, model_id: i64) -> Result<Option<Vec<u8>>> {
         let row = self.store.content(model_id)?;
         let content = Content {
             role: Some("model".into()),
@@ -119,15 +123,12 @@ impl Engine {
         Ok(images::answer_images(&content)
             .into_iter()
             .next()
-            .and_then(|image| image::load_from_memory(&image.bytes).ok()))
+            .map(|image| image.bytes))
     }
 
-    pub(super) fn save_sheet(
-        &self,
-        name: &str,
-        pictures: &[(String, DynamicImage)],
-    ) -> Result<ImageFile> {
-        let sheet = compose(pictures);
+    /// Composes `cells` into a sheet and writes it as `NAME.jpg` in this session's folder.
+    pub(super) fn save_sheet(&self, name: &str, cells: &[(String, RgbImage)]) -> Result<ImageFile> {
+        let sheet = compose(cells);
         let bytes = jpeg(&sheet)?;
         let path = output::output_path(&self.session.out_root, self.session.name(), name, 0, "jpg");
         let path = output::write_new(&path, &bytes)?;
@@ -151,9 +152,13 @@ mod tests {
     #[test]
     fn takes_sit_side_by_side_under_their_labels() {
         let picture = |w, h, shade| {
-            DynamicImage::ImageRgb8(RgbImage::from_pixel(w, h, Rgb([shade, shade, shade])))
+            shrink(&DynamicImage::ImageRgb8(RgbImage::from_pixel(
+                w,
+                h,
+                Rgb([shade, shade, shade]),
+            )))
         };
-        let pictures: Vec<(String, DynamicImage)> = ["3a", "3b", "3c"]
+        let pictures: Vec<(String, RgbImage)> = ["3a", "3b", "3c"]
             .iter()
             .zip([60u8, 120, 180])
             .map(|(label, shade)| (label.to_string(), picture(1024, 1024, shade)))

@@ -76,6 +76,16 @@ pub(super) struct Answered {
     pub(super) streamed: bool,
 }
 
+/// What a face is shown of an answer whose content went to the store (the content itself is not kept twice).
+pub(super) struct Shown {
+    text: String,
+    thoughts: String,
+    undecodable: usize,
+    decoded: Vec<AnswerImage>,
+    streamed: bool,
+    meta: TurnMeta,
+}
+
 /// A turn recorded in the store.
 pub(super) struct Recorded {
     pub(super) user_id: i64,
@@ -129,11 +139,11 @@ impl Engine {
         let take = self.store.takes_under(parent, self.session_id())?;
         let answer = self.ask(&request, take, events, cancel)?;
         let answered = self.answered(answer, size.bytes)?;
-        let arrival = self.arrival(&user, &answered, parent, prompt, false);
+        let (arrival, shown) = self.arrival(&user, answered, parent, prompt, false);
         let entry = self.journal(&arrival, events);
         let recorded = self.record(arrival, entry, events)?;
         let label = recorded.take.label(recorded.turn);
-        let report = self.write_turn(&recorded, &label, answered, events);
+        let report = self.write_turn(&recorded, &label, shown, events);
         if recorded.take.of == 2 {
             self.relabel_first_take(recorded.user_id, recorded.turn, events);
         }
@@ -187,23 +197,21 @@ impl Engine {
         &self,
         recorded: &Recorded,
         label: &str,
-        answered: Answered,
+        shown: Shown,
         events: &dyn Events,
     ) -> TurnReport {
-        let content = answered.content;
-        let decodable = answered.decoded.len();
-        let (images, unwritten) = self.write_images(label, answered.decoded, events);
+        let (images, unwritten) = self.write_images(label, shown.decoded, events);
         TurnReport {
             session: self.session.name().to_string(),
             turn: recorded.turn,
             label: label.to_string(),
-            undecodable: content.answer_images().count() - decodable,
-            text: content.answer_text(),
-            thoughts: content.thought_text(),
-            streamed: answered.streamed,
+            undecodable: shown.undecodable,
+            text: shown.text,
+            thoughts: shown.thoughts,
+            streamed: shown.streamed,
             images,
             unwritten,
-            meta: answered.meta,
+            meta: shown.meta,
         }
     }
 
@@ -318,17 +326,27 @@ impl Engine {
         }
     }
 
-    /// What the journal and the store keep of an arrived answer.
+    /// What the journal and the store keep of an arrived answer (its content moves there), and what a face will
+    /// be shown of it.
     pub(super) fn arrival(
         &self,
         user: &Content,
-        answered: &Answered,
+        answered: Answered,
         parent: Option<i64>,
         prompt: &str,
         beside: bool,
-    ) -> Arrival {
+    ) -> (Arrival, Shown) {
+        let content = answered.content;
+        let shown = Shown {
+            text: content.answer_text(),
+            thoughts: content.thought_text(),
+            undecodable: content.answer_images().count() - answered.decoded.len(),
+            decoded: answered.decoded,
+            streamed: answered.streamed,
+            meta: answered.meta.clone(),
+        };
         let row = self.session.row.as_ref();
-        Arrival {
+        let arrival = Arrival {
             session: ArrivalSession {
                 id: row.map(|r| r.id),
                 name: match (row, &self.session.wanted_name) {
@@ -342,10 +360,11 @@ impl Engine {
             expected_head: self.session.head(),
             parent,
             user: user.clone(),
-            model: answered.content.clone(),
-            meta: answered.meta.clone(),
+            model: content,
+            meta: answered.meta,
             beside,
-        }
+        };
+        (arrival, shown)
     }
 
     /// The answer is paid for: before anything that can fail, it is written durably to the journal beside the

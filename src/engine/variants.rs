@@ -13,7 +13,7 @@ use futures_util::stream::FuturesUnordered;
 
 use super::events::{Event, Events};
 use super::listing::ImageFile;
-use super::turn::{Answer, Answered, TurnReport};
+use super::turn::{Answer, Shown, TurnReport};
 use super::{Cancel, Engine, tree};
 use crate::gemini::{GenerateContentRequest, Progress, models};
 use crate::store::journal::{Arrival, JournalEntry};
@@ -134,15 +134,12 @@ impl Engine {
             // The turn had one take before these: it is `3a` now, and its file follows.
             self.relabel_first_take(user_id, first.turn, events);
         }
-        let sheet = match takes.iter().filter(|t| !t.images.is_empty()).count() {
-            0 | 1 => None,
-            _ => match self.sheet(Some(&takes[0].turn.to_string())) {
-                Ok(sheet) => Some(sheet),
-                Err(e) => {
-                    events.emit(Event::Warning(&format!("no contact sheet: {e:#}")));
-                    None
-                }
-            },
+        let sheet = match self.takes_sheet(&takes) {
+            Ok(sheet) => sheet,
+            Err(e) => {
+                events.emit(Event::Warning(&format!("no contact sheet: {e:#}")));
+                None
+            }
         };
         let turn = takes.first().map_or_else(
             || self.turns().map_or(1, |t| t.len() as i64 + 1),
@@ -173,7 +170,7 @@ impl Engine {
         events: &dyn Events,
         cancel: &Cancel,
     ) -> (
-        Vec<(usize, Answered, Arrival, Option<JournalEntry>)>,
+        Vec<(usize, Shown, Arrival, Option<JournalEntry>)>,
         Vec<(usize, String)>,
         usize,
     ) {
@@ -240,9 +237,9 @@ impl Engine {
                         match answered {
                             Ok(answered) => {
                                 // Paid for: into the journal before anything else can fail.
-                                let arrival = self.arrival(user, &answered, parent, prompt, true);
+                                let (arrival, shown) = self.arrival(user, answered, parent, prompt, true);
                                 let entry = self.journal(&arrival, events);
-                                arrived.push((i + 1, answered, arrival, entry));
+                                arrived.push((i + 1, shown, arrival, entry));
                                 set(i, TakeState::Done);
                             }
                             Err(e) => {
@@ -256,6 +253,24 @@ impl Engine {
             }
         });
         (arrived, failures, running)
+    }
+}
+
+impl Engine {
+    /// The takes just made side by side, from their images in hand (`None` for fewer than two pictures).
+    fn takes_sheet(&self, takes: &[TurnReport]) -> Result<Option<ImageFile>> {
+        let mut cells = Vec::new();
+        for take in takes {
+            if let Some(image) = take.images.first() {
+                cells.push((take.label.clone(), super::sheet::cell(&image.bytes)?));
+            }
+        }
+        match (cells.len(), takes.first()) {
+            (2.., Some(first)) => Ok(Some(
+                self.save_sheet(&format!("{}-sheet", first.turn), &cells)?,
+            )),
+            _ => Ok(None),
+        }
     }
 }
 

@@ -15,7 +15,7 @@ use peel::store::{NewSession, NewTurn, Store, TurnMeta};
 
 use crate::bench_sdk::run_measured;
 use crate::harness::Sandbox;
-use crate::support::fake_gemini::FakeGemini;
+use crate::support::fake_gemini::{FakeGemini, Reply};
 
 /// Bytes that sniff as a JPEG, distinct per seed: a stand-in for a real image of that size.
 pub(crate) fn fake_jpeg(seed: u64, len: usize) -> Vec<u8> {
@@ -174,4 +174,105 @@ fn bench_memory() {
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
+}
+
+/// Variants (issue 10): four 2K takes at once against one, with the server taking as long as a model would.
+/// `cargo test --release --test integration -- --ignored --nocapture bench_variants`
+#[test]
+#[ignore]
+fn bench_variants() {
+    let model_time = Duration::from_secs(2);
+    let server = FakeGemini::start();
+    let sandbox = Sandbox::new(&server);
+    let db_bytes = || {
+        let db = sandbox.db();
+        let wal = db.with_extension("db-wal");
+        std::fs::metadata(&db).map_or(0, |m| m.len())
+            + std::fs::metadata(&wal).map_or(0, |m| m.len())
+    };
+    let unique_blob_bytes = || -> i64 {
+        sandbox
+            .open_db()
+            .query_row(
+                "SELECT coalesce(sum(length(bytes)), 0) FROM blobs",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap()
+    };
+    let run = |args: &[&str]| {
+        let mut command = sandbox.peel(args);
+        command.args(["--size", "2K"]);
+        let run = run_measured(command, "");
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        run
+    };
+    // A first turn, so both measured turns carry the same history.
+    run(&["-s", "fox", "a red fox"]);
+    let mut one_walls = Vec::new();
+    let mut one_rss = Vec::new();
+    let mut four_walls = Vec::new();
+    let mut four_rss = Vec::new();
+    let mut growth = Vec::new();
+    for round in 0..3 {
+        server.push_reply(Reply::delayed(model_time, Reply::Image));
+        let single = run(&["-r", "fox", &format!("one take, round {round}")]);
+        one_walls.push(ms(single.wall));
+        one_rss.push(single.max_rss_kb as f64 / 1024.0);
+        sandbox.run(&["-r", "fox"], "/undo\n").expect_code(0);
+        for _ in 0..4 {
+            server.push_reply(Reply::delayed(model_time, Reply::Image));
+        }
+        let (db_before, blobs_before) = (db_bytes(), unique_blob_bytes());
+        let four = run(&[
+            "-r",
+            "fox",
+            "-n",
+            "4",
+            &format!("four takes, round {round}"),
+        ]);
+        four_walls.push(ms(four.wall));
+        four_rss.push(four.max_rss_kb as f64 / 1024.0);
+        growth.push((
+            db_bytes().saturating_sub(db_before),
+            unique_blob_bytes() - blobs_before,
+        ));
+        sandbox.run(&["-r", "fox"], "/undo\n").expect_code(0);
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (one, four) = (median(&mut one_walls), median(&mut four_walls));
+    let (rss_one, rss_four) = (median(&mut one_rss), median(&mut four_rss));
+    println!(
+        "one 2K take:    {one:.0} ms wall, peak RSS {rss_one:.1} MB (median of 3; the server takes {} ms)",
+        model_time.as_millis()
+    );
+    println!(
+        "four 2K takes:  {four:.0} ms wall, peak RSS {rss_four:.1} MB (median of 3), contact sheet included"
+    );
+    println!(
+        "wall four / one: {:.2} (goal <= 1.3); RSS four / one: {:.2} (goal <= 2)",
+        four / one,
+        rss_four / rss_one
+    );
+    for (db, blobs) in &growth {
+        println!(
+            "database grew {db} bytes for {blobs} bytes of new unique blobs (+{:.2}%)",
+            (*db as f64 / *blobs as f64 - 1.0) * 100.0
+        );
+        assert!(
+            *db as f64 <= *blobs as f64 * 1.05,
+            "the database grew by more than the takes' bytes"
+        );
+    }
+    assert!(
+        four / one <= 1.3,
+        "four takes took {four:.0} ms against {one:.0} ms for one"
+    );
+    assert!(
+        rss_four / rss_one <= 2.0,
+        "{rss_four:.1} MB against {rss_one:.1} MB"
+    );
 }

@@ -689,7 +689,7 @@ fn time_to_prompt(sandbox: &Sandbox, args: &[&str], prompt: &str) -> Duration {
 pub(crate) struct Measured {
     pub(crate) code: i32,
     started: Instant,
-    wall: Duration,
+    pub(crate) wall: Duration,
     /// Each stdout line with the moment it arrived.
     lines: Vec<(Instant, String)>,
     pub(crate) stderr: String,
