@@ -1,13 +1,13 @@
 //! A 5x7 bitmap font, to write short labels on pictures (the offline stand-in's captions, the contact sheets'
-//! take labels) with no font files and no font crate: capitals, digits and a little punctuation.
+//! take labels) with no font files and no font crate: letters, digits and a little punctuation.
 
 use image::{Rgb, RgbImage};
 
-/// Draws `text` (upper-cased) at (`x`, `y`), each font pixel `dot` screen pixels, white on a dark shadow so it
+/// Draws `text` at (`x`, `y`), each font pixel `dot` screen pixels, white on a dark shadow so it
 /// reads on any background. Characters the font lacks are drawn as `?`.
 pub fn draw_text(canvas: &mut RgbImage, x: u32, y: u32, dot: u32, text: &str) {
     let cell = 6 * dot;
-    let glyphs: Vec<u64> = text.to_uppercase().chars().map(glyph).collect();
+    let glyphs: Vec<u64> = text.chars().map(glyph).collect();
     for (shift, colour) in [(dot.div_ceil(2), Rgb([0; 3])), (0, Rgb([255; 3]))] {
         for (i, glyph) in glyphs.iter().enumerate() {
             for (row, column) in (0..7).flat_map(|row| (0..5).map(move |column| (row, column))) {
@@ -33,9 +33,9 @@ fn fill_square(canvas: &mut RgbImage, x: u32, y: u32, size: u32, colour: Rgb<u8>
     }
 }
 
-const GLYPH_CHARS: &str = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.,!?'-:/";
+const GLYPH_CHARS: &str = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.,!?'-:/abcdefghijklmnopqrstuvwxyz";
 /// One glyph per number: 7 bytes, the rows top to bottom, 5 pixels each in the low bits.
-const GLYPHS: [u64; 44] = [
+const GLYPHS: [u64; 70] = [
     0x0E11111F111111,
     0x1E11111E11111E,
     0x0E11101010110E,
@@ -80,6 +80,32 @@ const GLYPHS: [u64; 44] = [
     0x0000001F000000,
     0x000C0C000C0C00,
     0x01010204081010,
+    0x00000E010F110F,
+    0x1010161911111E,
+    0x00000E1010110E,
+    0x01010D1311110F,
+    0x00000E111F100E,
+    0x0609081C080808,
+    0x000F11110F010E,
+    0x10101619111111,
+    0x04000C0404040E,
+    0x0200060202120C,
+    0x10101214181412,
+    0x0C04040404040E,
+    0x00001A15151111,
+    0x00001619111111,
+    0x00000E1111110E,
+    0x00001E111E1010,
+    0x00000D130F0101,
+    0x00001619101010,
+    0x00000E100E011E,
+    0x08081C08080906,
+    0x0000111111130D,
+    0x00001111110A04,
+    0x0000111115150A,
+    0x0000110A040A11,
+    0x000011110F010E,
+    0x00001F0204081F,
 ];
 
 /// A blank for whitespace and `?` for characters the font lacks.
@@ -88,4 +114,20 @@ fn glyph(c: char) -> u64 {
     index
         .filter(|_| !c.is_whitespace())
         .map_or(0, |i| GLYPHS[i])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_character_has_its_own_glyph_and_unknown_ones_are_a_question_mark() {
+        let mut seen = std::collections::HashSet::new();
+        for c in GLYPH_CHARS.chars() {
+            assert!(seen.insert(glyph(c)), "{c} looks like another character");
+        }
+        assert_eq!(glyph('é'), glyph('?'));
+        assert_eq!(glyph(' '), 0);
+        assert_eq!(text_width("3a", 2), 24);
+    }
 }
