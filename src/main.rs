@@ -3,6 +3,8 @@
 
 use std::process::ExitCode;
 
+use std::io::Write as _;
+
 use clap::Parser;
 
 fn main() -> ExitCode {
@@ -10,7 +12,8 @@ fn main() -> ExitCode {
     clap_complete::CompleteEnv::with_factory(<peel::cli::Cli as clap::CommandFactory>::command)
         .complete();
     if let Err(message) = peel::cli::check_environment() {
-        eprintln!("error: {message}");
+        // A closed stderr is no reason to panic.
+        let _ = writeln!(std::io::stderr(), "error: {message}");
         return ExitCode::from(2);
     }
     let cli = peel::cli::Cli::parse();

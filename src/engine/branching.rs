@@ -80,6 +80,7 @@ impl Engine {
     /// `/branch [NAME] [@TURN]`: a new session sharing this one's history up to its head (or turn TURN), with
     /// this session's settings, switched to at once.
     pub fn branch(&mut self, name: Option<String>, at: Option<TurnRef>) -> Result<Branched> {
+        self.check_still_there()?;
         let Some(from) = self.session.row.clone() else {
             bail!("this session has no turns yet: there is nothing to branch from");
         };
@@ -116,6 +117,7 @@ impl Engine {
 
     /// `/undo`: the head steps back one turn; the turn stays stored and `/redo` brings it back.
     pub fn undo(&mut self) -> Result<Undone> {
+        self.check_still_there()?;
         let turns = self.turns()?;
         let Some(last) = turns.last() else {
             bail!("nothing to undo: this session has no turns");
@@ -137,6 +139,7 @@ impl Engine {
 
     /// `/redo`: forward again to the turn the last `/undo` stepped back from.
     pub fn redo(&mut self) -> Result<Undone> {
+        self.check_still_there()?;
         let Some(row) = self.session.row.clone() else {
             bail!("nothing to redo: /redo steps forward again after /undo");
         };

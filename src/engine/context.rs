@@ -239,6 +239,7 @@ impl Engine {
     /// `/fresh`: a new branch with no history to resend, whose first prompt carries the current image as a
     /// reference.
     pub fn fresh(&mut self) -> Result<Fresh> {
+        self.check_still_there()?;
         let turns = self.session.turns(&self.store)?;
         let last = turns
             .iter()

@@ -211,6 +211,24 @@ impl Engine {
         Ok(())
     }
 
+    /// Checks that the session being edited is still in the database: another peel may have deleted it. If it
+    /// is gone, this one becomes a new unsaved session with the same settings, and the error says so.
+    pub(crate) fn check_still_there(&mut self) -> Result<()> {
+        let Some(row) = &self.session.row else {
+            return Ok(());
+        };
+        if self.store.session_if_any(row.id)?.is_some() {
+            return Ok(());
+        }
+        let name = row.name.clone();
+        self.session.row = None;
+        self.failed_prompt = None;
+        bail!(
+            "session {name} was deleted by another peel meanwhile (its turns went with it unless another session \
+             uses them); this is a new session now: a prompt starts it, /sessions lists the others"
+        );
+    }
+
     // ---- attachments ----
 
     /// Reads and checks each file (or stored image, for a label such as `@3`), all or nothing: one bad one
@@ -245,6 +263,7 @@ impl Engine {
     /// `/save [NAME]`: names or renames the session, storing it if needed; its image folder moves along. Returns
     /// a warning when the folder could not be moved.
     pub fn save(&mut self, name: Option<&str>) -> Result<Option<String>> {
+        self.check_still_there()?;
         let old = self.session.row.as_ref().map(|r| r.name.clone());
         match name {
             Some(name) => self.session.rename(&self.store, name)?,

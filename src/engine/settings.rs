@@ -150,6 +150,7 @@ impl Engine {
 
     /// Applies a change, refusing one the model will not take (and keeping the old settings then).
     fn change_settings(&mut self, change: impl FnOnce(&mut Settings)) -> Result<()> {
+        self.check_still_there()?;
         let mut next = self.session.settings.clone();
         change(&mut next);
         next.generation_config()?;

@@ -313,6 +313,7 @@ impl Engine {
     /// byte); the other takes stay in the tree, reachable by label. Returns the take's label and how many turns after
     /// it left this session's path (still in the tree).
     pub fn pick(&mut self, label: &str) -> Result<(String, usize)> {
+        self.check_still_there()?;
         let turn: super::TurnRef = label.trim_start_matches('@').parse()?;
         if turn.take.is_none() {
             bail!("/pick takes a take, such as 3b (a turn number and a letter; /tree shows them)");

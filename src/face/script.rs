@@ -7,7 +7,7 @@ use std::io::BufRead;
 use anyhow::{Context as _, Result, anyhow};
 
 use super::{Face, Flow};
-use crate::engine::Cancelled;
+use crate::engine::{Cancelled, NotRecorded};
 
 /// Runs the lines of `input`; returns whether every line succeeded.
 pub fn run(face: &mut Face, input: impl BufRead, keep_going: bool) -> Result<bool> {
@@ -32,10 +32,12 @@ pub fn run(face: &mut Face, input: impl BufRead, keep_going: bool) -> Result<boo
             Ok(Flow::Quit) => break,
             Ok(Flow::Continue) => {}
             Err(e) => {
-                let cancelled = e.is::<Cancelled>();
+                // A cancel, and an answer that could not be recorded, stop even --keep-going: every later line is
+                // paid for, and nothing can be built on a turn that is not in the thread.
+                let stop = e.is::<Cancelled>() || e.is::<NotRecorded>();
                 face.out.error_at(&format!("line {number}"), &e);
                 all_ok = false;
-                if cancelled {
+                if stop {
                     return Ok(false);
                 }
                 if !keep_going {

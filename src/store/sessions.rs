@@ -124,6 +124,15 @@ impl Store {
             .optional()?)
     }
 
+    /// Session `id`, if it is still there (another process may have deleted it).
+    pub fn session_if_any(&self, id: i64) -> Result<Option<SessionRow>> {
+        let sql = format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE id = ?1");
+        Ok(self
+            .conn
+            .query_row(&sql, [id], session_from_row)
+            .optional()?)
+    }
+
     pub fn session_by_id(&self, id: i64) -> Result<SessionRow> {
         let sql = format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE id = ?1");
         self.conn

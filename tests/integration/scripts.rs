@@ -160,3 +160,43 @@ fn a_thread_resumed_from_another_folder_writes_into_its_own() {
     let shown = first.join("peel-out/fox/1.jpg").display().to_string();
     assert!(run.stderr.contains(&shown), "{}", run.stderr);
 }
+
+#[test]
+fn a_session_deleted_by_another_peel_is_said_so_not_saved_into() {
+    use std::io::{BufRead, BufReader, Write};
+    let sandbox = Sandbox::bare();
+    sandbox
+        .run(&["--offline", "-s", "fox", "a red fox"], "")
+        .expect_code(0);
+    let mut command = sandbox.peel(&["--offline", "-r", "fox", "--keep-going"]);
+    command
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = command.spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    writeln!(stdin, "/settings").unwrap();
+    // Wait until the first line ran: the session is open.
+    let mut line = String::new();
+    while !line.starts_with("session") {
+        line.clear();
+        stderr.read_line(&mut line).unwrap();
+    }
+    sandbox
+        .run(&["--offline", "-s", "other"], "/delete fox --yes\n")
+        .expect_code(0);
+    writeln!(stdin, "/save renamed\n/branch b").unwrap();
+    drop(stdin);
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(1));
+    assert!(
+        rest.contains("line 2: session fox was deleted by another peel meanwhile"),
+        "{rest}"
+    );
+    assert!(
+        !rest.contains("FOREIGN KEY") && !rest.contains("saved as renamed"),
+        "{rest}"
+    );
+}
