@@ -102,6 +102,11 @@ pub struct Cli {
     #[arg(long)]
     pub search: bool,
 
+    /// Gemini API: re-send the thread each turn (generate), or keep it server-side and send only what is new
+    /// (interactions); kept with the session [default: the config's transport, else generate]
+    #[arg(long, value_enum, value_name = "TRANSPORT")]
+    pub transport: Option<crate::settings::Transport>,
+
     /// Inline image previews, only ever on a terminal [default: the config's preview, else auto]
     #[arg(long, value_enum, env = "PEEL_PREVIEW")]
     pub preview: Option<PreviewMode>,

@@ -74,6 +74,7 @@ pub fn run(cli: Cli) -> Result<Outcome> {
             "an empty prompt: say what to draw, e.g. peel \"a red fox at dawn\""
         ));
     }
+    config::check_transport(&cli, &cfg)?;
     let backend = config::backend(&cli, &cfg)?;
     // A key is needed only to send: a one-shot prompt without one is a usage error before anything happens.
     if mode == Mode::OneShot
@@ -91,6 +92,7 @@ pub fn run(cli: Cli) -> Result<Outcome> {
     let recovery = engine.recover()?;
     let resumed = open_session(&cli, &mut engine, &mut notices)?;
     engine.set_stream(cfg.stream(&cli, mode == Mode::Repl));
+    engine.set_interaction_options(config::interaction_options(&cfg)?);
     let previews = Previews::new(cfg.preview(&cli));
     let mut face = Face::new(engine, out, previews, Interrupts::start());
     for line in &recovery {

@@ -14,6 +14,7 @@ mod listing;
 pub mod output;
 pub mod session;
 mod settings;
+pub mod transport;
 pub mod tree;
 mod turn;
 
@@ -58,6 +59,8 @@ pub struct Engine {
     stream: bool,
     /// Where the images of sessions made in this run go (absolute).
     out_root: PathBuf,
+    /// How the Interactions transport asks for images (`transport.rs`).
+    interaction_options: transport::InteractionOptions,
 }
 
 impl Engine {
@@ -82,6 +85,7 @@ impl Engine {
             failed_prompt: None,
             stream: false,
             out_root,
+            interaction_options: Default::default(),
         })
     }
 
@@ -114,6 +118,11 @@ impl Engine {
 
     pub fn set_stream(&mut self, on: bool) {
         self.stream = on;
+    }
+
+    /// How turns over the Interactions API ask for their images (the config's `image_delivery`).
+    pub fn set_interaction_options(&mut self, options: transport::InteractionOptions) {
+        self.interaction_options = options;
     }
 
     /// Why nothing can be saved in this database (it is read-only), if so.

@@ -5,7 +5,7 @@
 use std::cell::Cell;
 use std::time::Instant;
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Result, bail};
 
 use super::context;
 use super::events::{Event, Events};
@@ -13,10 +13,11 @@ use super::images::{self, AnswerImage};
 use super::listing::ImageFile;
 use super::output;
 use super::session::{self, Session};
+use super::transport::{Answered, Prepared};
 use super::{Cancel, Cancelled, Engine};
-use crate::gemini::outcome::{Outcome, Refusal, classify};
+use crate::gemini::outcome::{Outcome, Refusal};
 use crate::gemini::types::UsageMetadata;
-use crate::gemini::{Content, GenerateContentRequest, GenerateContentResponse, Progress, models};
+use crate::gemini::{Content, GenerateContentRequest, Progress, models};
 use crate::store::journal::{self, Arrival, ArrivalSession};
 use crate::store::{Placement, Take, TurnMeta};
 
@@ -61,9 +62,9 @@ pub struct TurnReport {
     pub meta: TurnMeta,
 }
 
-/// A response and how the request went.
+/// An answer and how the request went.
 struct Answer {
-    response: GenerateContentResponse,
+    answered: Answered,
     elapsed_ms: u64,
     streamed: bool,
 }
@@ -104,14 +105,19 @@ impl Engine {
     ) -> Result<TurnReport> {
         // A read-only database could not keep the answer: refuse before anything is paid for.
         self.store.refuse_if_read_only()?;
-        let (request, size) = self.build_request(&user, parent)?;
+        // HOOK(transport): the request is built for the session's transport (generateContent or the
+        // Interactions API, `transport.rs`), and `ask` sends whichever it is.
+        let prepared = self.prepare(&user, parent)?;
         let model = self.session.settings.model.clone();
-        let answer = self.ask(&model, &request, events, cancel)?;
-        let (model_version, response_id) = (
-            answer.response.model_version.clone(),
-            answer.response.response_id.clone(),
-        );
-        let (content, finish_reason, usage, sources) = match classify(answer.response) {
+        let answer = self.ask(&prepared, &user, parent, events, cancel)?;
+        let Answered {
+            outcome,
+            model_version,
+            response_id,
+            interaction_id,
+            request_bytes,
+        } = answer.answered;
+        let (content, finish_reason, usage, sources) = match outcome {
             Outcome::Answer {
                 content,
                 finish_reason,
@@ -136,8 +142,10 @@ impl Engine {
             model_version,
             response_id,
             images: decoded.iter().map(|i| i.meta.clone()).collect(),
-            request_bytes: size.bytes,
+            request_bytes,
             sources,
+            interaction_id,
+            batch: None,
         };
         let recorded = self.record(&user, &content, &meta, parent, prompt, events)?;
         let (images, unwritten) = self.write_images(&recorded.label, decoded, events);
@@ -200,8 +208,9 @@ impl Engine {
     /// Sends the request until it answers, fails, or `cancel` fires, reporting progress as events.
     fn ask(
         &self,
-        model: &str,
-        request: &GenerateContentRequest,
+        prepared: &Prepared,
+        user: &Content,
+        parent: Option<i64>,
         events: &dyn Events,
         cancel: &Cancel,
     ) -> Result<Answer> {
@@ -243,16 +252,15 @@ impl Engine {
         let started = Instant::now();
         let answer = self.runtime.block_on(async {
             tokio::select! {
-                response = self.backend.generate(model, request, &self.blobs, self.stream, &progress) => Some(response),
+                answered = self.send_prepared(prepared, user, parent, events, &progress) => Some(answered),
                 () = cancel.cancelled() => None,
             }
         });
-        let Some(response) = answer else {
+        let Some(answered) = answer else {
             return Err(Cancelled.into());
         };
-        let response = response.context("the request failed; nothing was recorded")?;
         Ok(Answer {
-            response,
+            answered: answered?,
             elapsed_ms: started.elapsed().as_millis() as u64,
             streamed: streamed.get(),
         })

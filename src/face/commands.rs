@@ -161,6 +161,11 @@ impl Face {
                     (false, _) => "streaming off: each answer arrives whole",
                 });
             }
+            Command::Transport(transport) => {
+                self.engine.set_transport(transport)?;
+                self.out
+                    .note(&render::transport(transport, self.engine.is_offline()));
+            }
             Command::Context(None) => self.context(self.engine.context()?),
             Command::Context(Some(policy)) => {
                 let report = self.engine.set_context(policy)?;

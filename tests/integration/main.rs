@@ -22,3 +22,4 @@ mod streaming;
 mod switches;
 mod terminal;
 mod threads;
+mod transport;
