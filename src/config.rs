@@ -89,6 +89,9 @@ pub struct ProfileConfig {
     pub transport: Option<Transport>,
     /// Interactions transport: `inline` (the default) or `uri` (images fetched from where the answer points).
     pub image_delivery: Option<String>,
+    /// `peel batch`: requests bigger than this many MB in total go through the Files API (default 20, the Batch
+    /// API's inline limit; 0 sends every batch as a file).
+    pub batch_inline_mb: Option<f64>,
 }
 
 impl ProfileConfig {
@@ -123,6 +126,7 @@ impl ProfileConfig {
             preview: self.preview.or(base.preview),
             transport: self.transport.or(base.transport),
             image_delivery: self.image_delivery.or(base.image_delivery),
+            batch_inline_mb: self.batch_inline_mb.or(base.batch_inline_mb),
         }
     }
 }
@@ -224,6 +228,14 @@ impl Config {
             (Some(out), _) => out.clone(),
             (None, Some(out)) => PathBuf::from(expand_home(out)),
             (None, None) => PathBuf::from("peel-out"),
+        }
+    }
+
+    /// `peel batch`: the inline size limit of a job's requests, in bytes.
+    pub fn batch_inline_bytes(&self) -> u64 {
+        match self.values.batch_inline_mb {
+            Some(mb) if mb.is_finite() && mb >= 0.0 => (mb * 1e6) as u64,
+            _ => crate::gemini::batch::INLINE_LIMIT_BYTES,
         }
     }
 

@@ -56,6 +56,9 @@ pub enum Outcome {
 }
 
 pub fn run(cli: Cli) -> Result<Outcome> {
+    if let Some(Command::Batch(args)) = &cli.command {
+        return face::batch::run(&cli, args);
+    }
     if let Some(command) = &cli.command {
         return subcommand(&cli, command);
     }
@@ -184,7 +187,7 @@ fn subcommand(cli: &Cli, command: &Command) -> Result<Outcome> {
             ));
             out.result(&name);
         }
-        Command::Completions { .. } => unreachable!("handled above"),
+        Command::Completions { .. } | Command::Batch(_) => unreachable!("handled above"),
     }
     Ok(if out.broken() {
         Outcome::Failed

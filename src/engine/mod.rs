@@ -5,6 +5,8 @@
 //! the limits, sent through the backend, the answer recorded in one transaction, and its images written beside the
 //! session's earlier ones.
 
+pub mod batch;
+mod batch_input;
 mod branching;
 pub mod context;
 pub mod events;

@@ -431,7 +431,7 @@ impl Engine {
 
     /// A turn that just got its second take: its first take is now `3a`, no longer `3`. Its files, where peel
     /// wrote them under the old name, follow.
-    fn relabel_first_take(&self, user_id: i64, number: i64, events: &dyn Events) {
+    pub(super) fn relabel_first_take(&self, user_id: i64, number: i64, events: &dyn Events) {
         let renamed = (|| -> Result<Vec<String>> {
             let Some((first, maker)) = self.store.first_take(user_id)? else {
                 return Ok(Vec::new());
@@ -503,7 +503,12 @@ struct Recorded {
 
 /// The estimated price of a turn: its images at the model's per-image price, plus input tokens where the price of
 /// those is known.
-fn cost(model: &str, size: Option<&str>, images: usize, usage: Option<&UsageMetadata>) -> f64 {
+pub(super) fn cost(
+    model: &str,
+    size: Option<&str>,
+    images: usize,
+    usage: Option<&UsageMetadata>,
+) -> f64 {
     let Some(info) = models::info(model) else {
         return 0.0;
     };

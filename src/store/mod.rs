@@ -2,6 +2,7 @@
 //! Knows nothing about HTTP or the terminal.
 
 mod arrivals;
+pub mod batches;
 mod blobs;
 mod checkpoint;
 mod contents;

@@ -4,6 +4,7 @@
 mod support;
 
 mod batch;
+mod batch_cli;
 mod bench;
 mod bench_sdk;
 mod context;
