@@ -181,9 +181,12 @@ pub enum Command {
         #[arg(long)]
         name: Option<String>,
     },
-    /// Run a file of prompts through the Gemini Batch API at half price; the results become sessions. `peel batch
-    /// FILE` submits (one prompt a line, or JSONL: {"prompt", "references", "model", "aspect", "size", ...});
-    /// `peel batch list|status|wait|fetch|cancel ID` follow the job from any terminal
+    /// Run a file of prompts through the Gemini Batch API at half price; the results become sessions
+    ///
+    /// `peel batch FILE` submits the file (one prompt a line, or JSONL objects: {"prompt", "references", "model",
+    /// "aspect", "size", "thoughts", "think", "search"}); `peel batch list|status|wait|fetch|cancel ID` follow the
+    /// job from any terminal. Jobs go inline up to 20 MB of requests (the config's batch_inline_mb), else as a
+    /// file uploaded through the Files API.
     #[command(args_conflicts_with_subcommands = true)]
     Batch(BatchArgs),
     /// Print the shell completion script: `source <(peel completions bash)` (zsh, fish, elvish, powershell too);

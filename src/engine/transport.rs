@@ -105,6 +105,26 @@ impl Engine {
         self.session.save_settings(&self.store)
     }
 
+    /// For `/context` on the interactions transport: what the next request carries instead of the thread.
+    pub fn transport_context(&self) -> Result<Option<String>> {
+        if self.session.settings.transport != Transport::Interactions || self.is_offline() {
+            return Ok(None);
+        }
+        let previous = match self.session.head() {
+            Some(head) => self.store.interaction_id(head)?,
+            None => None,
+        };
+        Ok(Some(match previous {
+            Some(id) => format!(
+                "transport interactions: the server keeps this thread (interaction {}), so the next request                  carries only the new prompt and its attachments; the figures above are what the thread would                  weigh sent whole (as it is once if the server has lost it)",
+                crate::untrusted::sanitize(&id)
+            ),
+            None if self.session.head().is_some() => "transport interactions: the last turn was not made over                  the Interactions API, so the next request carries the whole thread as above, once"
+                .to_string(),
+            None => "transport interactions: the first request starts the thread on the server".to_string(),
+        }))
+    }
+
     /// The request of a turn for `user` after `parent`, over the session's transport.
     pub(super) fn prepare(&self, user: &Content, parent: Option<i64>) -> Result<Prepared> {
         let settings = &self.session.settings;

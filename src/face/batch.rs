@@ -51,11 +51,7 @@ pub fn run(cli: &Cli, args: &BatchArgs) -> Result<Outcome> {
     for line in engine.recover()? {
         out.warn(&line);
     }
-    let mut face = BatchFace {
-        engine,
-        out,
-        interrupts: Interrupts::start(),
-    };
+    let mut face = BatchFace { engine, out };
     let ok = match &args.action {
         None => face.submit(cli, &cfg, args)?,
         Some(BatchAction::List) => face.list()?,
@@ -74,7 +70,6 @@ pub fn run(cli: &Cli, args: &BatchArgs) -> Result<Outcome> {
 struct BatchFace {
     engine: Engine,
     out: Out,
-    interrupts: Interrupts,
 }
 
 impl BatchFace {
@@ -220,7 +215,10 @@ impl BatchFace {
     }
 
     fn wait(&mut self, id: &str, fetch: bool) -> Result<bool> {
-        let (cancel, _request) = self.interrupts.request();
+        // Ctrl-C is taken over only while waiting (it stops the wait, not the job); anywhere else it ends peel as
+        // usual, which loses nothing: each result is stored in a transaction of its own.
+        let interrupts = Interrupts::start();
+        let (cancel, _request) = interrupts.request();
         let live = self.out.stderr_is_terminal && !self.out.quiet;
         let mut last_line = String::new();
         let out = &self.out;

@@ -7,6 +7,7 @@ mod batch;
 mod batch_cli;
 mod bench;
 mod bench_sdk;
+mod bench_transport;
 mod context;
 mod editing;
 mod engine;

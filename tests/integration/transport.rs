@@ -101,9 +101,14 @@ fn a_three_turn_script_sends_only_the_new_input_after_the_first_turn() {
 
     // The turns are stored as generateContent's: /history and the footer show the small requests.
     let run = sandbox
-        .run(&["-r", "fox"], "/history\n/settings\n")
+        .run(&["-r", "fox"], "/history\n/settings\n/context\n")
         .expect_code(0);
     assert!(run.stderr.contains("add falling snow"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("the server keeps this thread"),
+        "/context says what the next request carries: {}",
+        run.stderr
+    );
     assert!(
         run.stderr.contains("transport    interactions"),
         "kept with the session: {}",
