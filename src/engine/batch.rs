@@ -31,7 +31,7 @@ use crate::gemini::body::Marks;
 use crate::gemini::outcome::{Outcome, classify};
 use crate::gemini::{Backend, Client, Content, GeminiError, GenerateContentRequest, Part, models};
 use crate::settings::Settings;
-use crate::store::batches::{BatchRecord, BatchRow, NewBatch, NewBatchRequest};
+use crate::store::batches::{BatchRecord, BatchRequestRow, BatchRow, NewBatch, NewBatchRequest};
 use crate::store::{ImageMeta, Store, TurnMeta};
 
 /// The Batch API's price against the standard one.
@@ -375,7 +375,7 @@ impl Engine {
     }
 
     /// The requests of a job, in the order of its prompts file.
-    pub fn batch_requests(&self, id: i64) -> Result<Vec<crate::store::batches::BatchRequestRow>> {
+    pub fn batch_requests(&self, id: i64) -> Result<Vec<BatchRequestRow>> {
         self.store.batch_requests(id)
     }
 
@@ -508,11 +508,11 @@ impl Engine {
                 job.state.word()
             );
         }
-        let requests: HashMap<String, (i64, String, Option<i64>)> = self
+        let requests: HashMap<String, BatchRequestRow> = self
             .store
             .batch_requests(row.id)?
             .into_iter()
-            .map(|r| (r.key, (r.line, r.prompt, r.model_id)))
+            .map(|r| (r.key.clone(), r))
             .collect();
         let mut fetcher = Fetcher {
             store: &mut self.store,
@@ -597,7 +597,7 @@ struct Fetcher<'a> {
     store: &'a mut Store,
     batch: i64,
     name: &'a str,
-    requests: &'a HashMap<String, (i64, String, Option<i64>)>,
+    requests: &'a HashMap<String, BatchRequestRow>,
     out_root: &'a Path,
     summary: FetchSummary,
     /// Turns that got their second take: their first take's files are renamed after.
@@ -624,7 +624,8 @@ impl Fetcher<'_> {
                 return true;
             }
         };
-        let Some((line, prompt, stored)) = self.requests.get(&result.key) else {
+        let requests = self.requests;
+        let Some(request) = requests.get(&result.key) else {
             self.summary.failed += 1;
             (self.each)(&Fetched::Failed {
                 key: result.key.clone(),
@@ -634,11 +635,11 @@ impl Fetcher<'_> {
             });
             return true;
         };
-        if stored.is_some() {
+        if request.model_id.is_some() {
             self.summary.already += 1;
             return true;
         }
-        match self.store_one(&result.key, *line, prompt, result.result) {
+        match self.store_one(request, result.result) {
             Ok(Some(fetched)) => {
                 match &fetched {
                     Fetched::Stored { .. } => self.summary.stored += 1,
@@ -660,11 +661,10 @@ impl Fetcher<'_> {
 
     fn store_one(
         &mut self,
-        key: &str,
-        line: i64,
-        prompt: &str,
+        request: &BatchRequestRow,
         result: Result<crate::gemini::GenerateContentResponse, crate::gemini::ApiError>,
     ) -> Result<Option<Fetched>> {
+        let (key, line, prompt) = (request.key.as_str(), request.line, request.prompt.as_str());
         let failed = |error: String| Fetched::Failed {
             key: key.to_string(),
             line: Some(line),
@@ -696,13 +696,7 @@ impl Fetcher<'_> {
                 return Ok(Some(failed(message)));
             }
         };
-        let settings = self
-            .store
-            .batch_requests(self.batch)?
-            .into_iter()
-            .find(|r| r.key == key)
-            .map(|r| r.settings)
-            .unwrap_or_default();
+        let settings = request.settings.clone();
         let decoded = images::answer_images(&content);
         let meta = TurnMeta {
             cost_usd: super::turn::cost(

@@ -215,12 +215,12 @@ fn bench_batch() {
         image_mb, signature_mb
     );
     println!(
-        "submit {:.2} s (peak RSS {:.1} MB), wait {:.2} s ({} polls by all runs), fetch {:.2} s",
+        "submit {:.2} s (peak RSS {:.1} MB), wait {:.2} s, fetch {:.2} s ({} reads of the job in all)",
         submit.wall.as_secs_f64(),
         submit.max_rss_kb as f64 / 1024.0,
         wait.wall.as_secs_f64(),
-        polls,
-        fetch.wall.as_secs_f64()
+        fetch.wall.as_secs_f64(),
+        polls
     );
     println!(
         "sessions {sessions}, image files matching the server's {files_match}/{N}, images stored exactly once \

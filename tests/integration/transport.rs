@@ -58,10 +58,15 @@ fn a_three_turn_script_sends_only_the_new_input_after_the_first_turn() {
         .signature_size(SignatureSize::LikeImage)
         .start();
     let sandbox = Sandbox::new(&server);
+    let mut png = Vec::new();
+    image::RgbImage::from_pixel(16, 16, image::Rgb([10, 120, 200]))
+        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .unwrap();
+    std::fs::write(sandbox.path("ref.png"), &png).unwrap();
     let run = sandbox
         .run(
             &["-s", "fox", "--transport", "interactions"],
-            "a red fox\nmake it night\nadd falling snow\n",
+            "/attach ref.png\na red fox\nmake it night\nadd falling snow\n",
         )
         .expect_code(0);
     assert_eq!(run.stdout_lines().len(), 3, "a path a turn: {run:?}");
@@ -80,6 +85,12 @@ fn a_three_turn_script_sends_only_the_new_input_after_the_first_turn() {
     assert_eq!(ids.len(), 3);
     assert!(ids.iter().all(Option::is_some), "{ids:?}");
     assert_eq!(previous(&creates[0]), None);
+    let attached = &creates[0].json()["input"][0]["content"][1];
+    assert_eq!(
+        (&attached["type"], &attached["mime_type"]),
+        (&Value::from("image"), &Value::from("image/png")),
+        "the attachment goes with the first turn"
+    );
     for turn in 1..3 {
         let request = &creates[turn];
         assert_eq!(previous(request), ids[turn - 1].as_deref());
