@@ -402,3 +402,29 @@ fn vertex_refuses_the_interactions_transport_before_anything_is_sent() {
     );
     assert_eq!(server.request_count(), 0);
 }
+
+#[test]
+fn a_server_that_echoes_the_key_gets_it_stored_nowhere() {
+    let server = FakeGemini::start();
+    let key = server.api_key().to_string();
+    server.push_reply(crate::support::fake_gemini::Reply::ImageWithText(format!(
+        "Here is your fox, {key}."
+    )));
+    server.push_reply(crate::support::fake_gemini::Reply::ImageWithText(format!(
+        "And the night, {key}."
+    )));
+    let sandbox = Sandbox::new(&server);
+    let first = sandbox
+        .run(
+            &["-s", "fox", "--transport", "interactions", "--stream"],
+            "a red fox\nmake it night\n",
+        )
+        .expect_code(0);
+    let history = sandbox.run(&["-r", "fox"], "/history\n").expect_code(0);
+    assert!(
+        history.stderr.contains("make it night"),
+        "{}",
+        history.stderr
+    );
+    sandbox.assert_key_nowhere(&key, &[&first, &history]);
+}
