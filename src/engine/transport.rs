@@ -98,7 +98,8 @@ impl Engine {
             && !client.is_gemini_api()
         {
             bail!(
-                "the interactions transport is offered on the Gemini API only, and this profile talks to Vertex                  AI; turns go with generateContent"
+                "the interactions transport is offered on the Gemini API only, and this profile talks to Vertex \
+                 AI; turns go with generateContent"
             );
         }
         self.session.settings.transport = transport;
@@ -116,12 +117,18 @@ impl Engine {
         };
         Ok(Some(match previous {
             Some(id) => format!(
-                "transport interactions: the server keeps this thread (interaction {}), so the next request                  carries only the new prompt and its attachments; the figures above are what the thread would                  weigh sent whole (as it is once if the server has lost it)",
+                "transport interactions: the server keeps this thread (interaction {}), so the next request \
+                 carries only the new prompt and its attachments; the figures above are what the thread would \
+                 weigh sent whole (as it is once if the server has lost it)",
                 crate::untrusted::sanitize(&id)
             ),
-            None if self.session.head().is_some() => "transport interactions: the last turn was not made over                  the Interactions API, so the next request carries the whole thread as above, once"
+            None if self.session.head().is_some() => {
+                "transport interactions: the last turn was not made over \
+                 the Interactions API, so the next request carries the whole thread as above, once"
+                    .to_string()
+            }
+            None => "transport interactions: the first request starts the thread on the server"
                 .to_string(),
-            None => "transport interactions: the first request starts the thread on the server".to_string(),
         }))
     }
 
