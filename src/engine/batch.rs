@@ -155,7 +155,6 @@ impl Engine {
         remote(&self.backend)?;
         let lines = batch_input::read(&spec.file)?;
         let (into, history) = self.batch_history(spec.into.as_deref())?;
-        let client = remote(&self.backend)?;
         let shared: Vec<Part> = spec
             .references
             .iter()
@@ -194,21 +193,10 @@ impl Engine {
                 into,
                 requests,
             })?;
-            let sent = self.send_batch(
-                client,
-                id,
-                model,
-                &display_name,
-                &history,
-                requests,
-                spec,
-                events,
-            );
+            let sent = self.send_batch(id, model, &display_name, &history, requests, spec, events);
             match sent {
                 Ok(job) => submitted.push(job),
                 Err(e) => {
-                    // The server did not take it: nothing to follow, nothing paid.
-                    self.store.forget_unsubmitted_batch(id)?;
                     let done = if submitted.is_empty() {
                         String::new()
                     } else {
@@ -301,8 +289,7 @@ impl Engine {
     /// Sends one recorded job; its images and history stream from the store.
     #[allow(clippy::too_many_arguments)]
     fn send_batch(
-        &self,
-        client: &Client,
+        &mut self,
         id: i64,
         model: &str,
         display_name: &str,
@@ -311,6 +298,7 @@ impl Engine {
         spec: &BatchSpec,
         events: &dyn Events,
     ) -> Result<Submitted> {
+        let client = remote(&self.backend)?;
         let users: HashMap<String, Content> =
             self.store.batch_user_contents(id)?.into_iter().collect();
         let mut marks = Marks::new();
@@ -348,22 +336,37 @@ impl Engine {
             requests: &batch,
             max_inline_bytes: spec.max_inline_bytes,
         };
-        let submitted = self
-            .runtime
-            .block_on(client.create_batch(&new, &marks, &self.blobs, &progress))
-            .context("the Batch API did not take the job")?;
+        let submitted =
+            match self
+                .runtime
+                .block_on(client.create_batch(&new, &marks, &self.blobs, &progress))
+            {
+                Ok(submitted) => submitted,
+                Err(e) => {
+                    // The server did not take it: nothing to follow, nothing paid.
+                    self.store.forget_unsubmitted_batch(id)?;
+                    return Err(anyhow::Error::new(e).context("the Batch API did not take the job"));
+                }
+            };
         let input = if submitted.uploaded.is_some() {
             "file"
         } else {
             "inline"
         };
-        self.store.set_batch_submitted(
-            id,
-            &submitted.job.name,
-            submitted.job.state.as_str(),
-            input,
-            submitted.uploaded.as_ref().map(|f| f.name.as_str()),
-        )?;
+        self.store
+            .set_batch_submitted(
+                id,
+                &submitted.job.name,
+                submitted.job.state.as_str(),
+                input,
+                submitted.uploaded.as_ref().map(|f| f.name.as_str()),
+            )
+            .with_context(|| {
+                format!(
+                    "the server took the job as {} but peel could not note it (its prompts are kept as batch {id})",
+                    submitted.job.name
+                )
+            })?;
         Ok(Submitted {
             id,
             name: submitted.job.name,

@@ -356,3 +356,22 @@ fn a_bad_line_stops_the_file_before_anything_is_sent() {
     let run = batch(&sandbox, &["list"]).expect_code(0);
     assert!(run.stderr.contains("no batches yet"), "{run:?}");
 }
+
+#[test]
+fn a_job_the_server_refuses_leaves_nothing_behind() {
+    let server = FakeGemini::builder()
+        .models(&["gemini-3.1-flash-image"])
+        .start();
+    let sandbox = Sandbox::new(&server);
+    let ref_png = a_png(&sandbox, "ref.png");
+    let file = write(&sandbox, "foxes.txt", "a red fox\n");
+    let run = batch(&sandbox, &[&file, "-i", &ref_png]).expect_code(1);
+    assert!(run.stderr.contains("was not submitted"), "{}", run.stderr);
+    assert!(run.stderr.contains("not found"), "{}", run.stderr);
+    assert_eq!(count(&sandbox, "SELECT count(*) FROM batches"), 0);
+    assert_eq!(
+        count(&sandbox, "SELECT count(*) FROM blobs"),
+        0,
+        "the reference image went with the job"
+    );
+}

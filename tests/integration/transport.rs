@@ -400,6 +400,19 @@ fn vertex_refuses_the_interactions_transport_before_anything_is_sent() {
         "{}",
         run.stderr
     );
+    let run = sandbox
+        .run(
+            &["--vertex", "--project", "p", "-s", "fox"],
+            "/transport interactions\n",
+        )
+        .expect_code(1);
+    assert!(
+        run.stderr.contains(
+            "offered on the Gemini API only, and this profile talks to Vertex AI; turns go with"
+        ),
+        "{}",
+        run.stderr
+    );
     assert_eq!(server.request_count(), 0);
 }
 
