@@ -106,6 +106,11 @@ pub struct Cli {
     #[arg(long)]
     pub search: bool,
 
+    /// Gemini API: re-send the thread each turn (generate), or keep it server-side and send only what is new
+    /// (interactions); kept with the session [default: the config's transport, else generate]
+    #[arg(long, value_enum, value_name = "TRANSPORT")]
+    pub transport: Option<crate::settings::Transport>,
+
     /// Inline image previews, only ever on a terminal [default: the config's preview, else auto]
     #[arg(long, value_enum, env = "PEEL_PREVIEW")]
     pub preview: Option<PreviewMode>,
@@ -180,12 +185,82 @@ pub enum Command {
         #[arg(long)]
         name: Option<String>,
     },
+    /// Run a file of prompts through the Gemini Batch API at half price; the results become sessions
+    ///
+    /// `peel batch FILE` submits the file (one prompt a line, or JSONL objects: {"prompt", "references", "model",
+    /// "aspect", "size", "thoughts", "think", "search"}); `peel batch list|status|wait|fetch|cancel ID` follow the
+    /// job from any terminal. Jobs go inline up to 20 MB of requests (the config's batch_inline_mb), else as a
+    /// file uploaded through the Files API.
+    #[command(args_conflicts_with_subcommands = true)]
+    Batch(BatchArgs),
     /// Print the shell completion script: `source <(peel completions bash)` (zsh, fish, elvish, powershell too);
     /// session names, model ids, ratios and sizes complete
     Completions {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+}
+
+/// `peel batch FILE [options]`, or one of its subcommands.
+#[derive(Debug, clap::Args)]
+pub struct BatchArgs {
+    #[command(subcommand)]
+    pub action: Option<BatchAction>,
+
+    /// The prompts file: one prompt a line (# comments), or JSONL objects
+    #[arg(value_name = "FILE")]
+    pub file: Option<PathBuf>,
+
+    /// Results become takes of the next turn of SESSION (after its head, or after turn TURN: fox@3); each request
+    /// carries that history
+    #[arg(long, value_name = "SESSION[@TURN]", add = ArgValueCandidates::new(session_names))]
+    pub into: Option<String>,
+
+    /// Model id for the prompts that name none
+    #[arg(short, long, value_name = "ID", add = ArgValueCandidates::new(model_ids))]
+    pub model: Option<String>,
+
+    /// Aspect ratio for the prompts that name none
+    #[arg(short, long, value_name = "RATIO", add = ArgValueCandidates::new(ratios))]
+    pub aspect: Option<String>,
+
+    /// Image size for the prompts that name none
+    #[arg(long, value_name = "SIZE", add = ArgValueCandidates::new(sizes))]
+    pub size: Option<String>,
+
+    /// A reference image for every prompt (repeatable)
+    #[arg(short, long = "image", value_name = "PATH")]
+    pub images: Vec<PathBuf>,
+
+    /// Wait for the job, then fetch its results
+    #[arg(long)]
+    pub wait: bool,
+
+    /// One JSON object per job (submit, list, status) or per result (fetch) on stdout
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BatchAction {
+    /// The batches peel knows, newest first, as last seen
+    List,
+    /// A job's state and counts, asked of the server
+    Status {
+        /// The batch: its number in `peel batch list`, or batches/ID
+        id: String,
+    },
+    /// Wait until a job is done, showing its progress; Ctrl-C stops waiting, not the job
+    Wait {
+        id: String,
+        /// Fetch the results once it is done
+        #[arg(long)]
+        fetch: bool,
+    },
+    /// Store a finished job's results (each once: a second fetch stores nothing again)
+    Fetch { id: String },
+    /// Ask the server to stop a job; what it finished can still be fetched
+    Cancel { id: String },
 }
 
 /// The shells' completion candidates for model ids, ratios, sizes: from the model table.

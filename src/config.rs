@@ -9,13 +9,15 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use crate::cli::Cli;
+use crate::engine::transport::InteractionOptions;
 use crate::face::preview::PreviewMode;
 use crate::gemini::auth::{self, Credential, DEFAULT_TOKEN_CMD, HelperOptions, TokenCommand};
 use crate::gemini::client::{self, Api, DEFAULT_BASE_URL};
+use crate::gemini::interactions::Delivery;
 use crate::gemini::retry::RetryPolicy;
 use crate::gemini::{Auth, Backend, Client, ClientConfig, models};
 use crate::secret::Secret;
-use crate::settings::Settings;
+use crate::settings::{Settings, Transport};
 
 /// The largest answer read, in MB: a 4K image with its signature and thought images is well under it, and an
 /// answer that never ends stops here (with peel's own memory under 100 MB).
@@ -85,6 +87,13 @@ pub struct ProfileConfig {
     pub preview: Option<PreviewMode>,
     /// How many requests variants keep in flight at once (default 4).
     pub concurrency: Option<usize>,
+    /// `generate` or `interactions`: the transport of new sessions (Gemini API only).
+    pub transport: Option<Transport>,
+    /// Interactions transport: `inline` (the default) or `uri` (images fetched from where the answer points).
+    pub image_delivery: Option<String>,
+    /// `peel batch`: requests bigger than this many MB in total go through the Files API (default 20, the Batch
+    /// API's inline limit; 0 sends every batch as a file).
+    pub batch_inline_mb: Option<f64>,
 }
 
 impl ProfileConfig {
@@ -118,6 +127,9 @@ impl ProfileConfig {
             jpeg_quality: self.jpeg_quality.or(base.jpeg_quality),
             preview: self.preview.or(base.preview),
             concurrency: self.concurrency.or(base.concurrency),
+            transport: self.transport.or(base.transport),
+            image_delivery: self.image_delivery.or(base.image_delivery),
+            batch_inline_mb: self.batch_inline_mb.or(base.batch_inline_mb),
         }
     }
 }
@@ -222,6 +234,14 @@ impl Config {
         }
     }
 
+    /// `peel batch`: the inline size limit of a job's requests, in bytes.
+    pub fn batch_inline_bytes(&self) -> u64 {
+        match self.values.batch_inline_mb {
+            Some(mb) if mb.is_finite() && mb >= 0.0 => (mb * 1e6) as u64,
+            _ => crate::gemini::batch::INLINE_LIMIT_BYTES,
+        }
+    }
+
     /// How previews are drawn: --preview / PEEL_PREVIEW, else the file's `preview`, else auto.
     pub fn preview(&self, cli: &Cli) -> PreviewMode {
         cli.preview.or(self.values.preview).unwrap_or_default()
@@ -313,6 +333,9 @@ pub fn settings_from_flags(
     }
     settings.thoughts |= cli.thoughts;
     settings.search |= cli.search;
+    if let Some(transport) = cli.transport {
+        settings.transport = transport;
+    }
     settings
         .generation_config()
         .map_err(|e| usage_error(e.to_string()))?;
@@ -349,7 +372,43 @@ pub fn new_session_settings(
     }
     base.thoughts = config.values.thoughts.unwrap_or(false);
     base.search = config.values.search.unwrap_or(false);
+    base.transport = config.values.transport.unwrap_or_default();
     settings_from_flags(cli, base, notices)
+}
+
+/// The Interactions transport is a Gemini API feature: asking for it (flag or config) on Vertex AI is a usage
+/// error, said before anything else happens.
+pub fn check_transport(cli: &Cli, config: &Config) -> Result<()> {
+    let asked = cli.transport.or(config.values.transport);
+    let vertex = cli.vertex || config.values.vertex == Some(true);
+    if asked == Some(Transport::Interactions) && vertex && !cli.offline {
+        let which = config
+            .profile
+            .as_deref()
+            .map_or("this run".to_string(), |p| format!("profile {p}"));
+        return Err(usage_error(format!(
+            "the interactions transport is offered on the Gemini API only, and {which} talks to Vertex AI; use              --transport generate (or drop transport from the config)"
+        )));
+    }
+    Ok(())
+}
+
+/// How the Interactions transport asks for images: the config's `image_delivery`.
+pub fn interaction_options(config: &Config) -> Result<InteractionOptions> {
+    let delivery = match config.values.image_delivery.as_deref() {
+        None | Some("inline") => Delivery::Inline,
+        Some("uri") => Delivery::Uri,
+        Some(other) => {
+            return Err(usage_error(format!(
+                "image_delivery {:?}: use inline or uri",
+                crate::untrusted::sanitize(other)
+            )));
+        }
+    };
+    Ok(InteractionOptions {
+        delivery,
+        ..InteractionOptions::default()
+    })
 }
 
 /// Who answers turns: the local stand-in with --offline, else the server of the profile (Gemini API, a gateway,

@@ -57,6 +57,9 @@ pub enum Outcome {
 }
 
 pub fn run(cli: Cli) -> Result<Outcome> {
+    if let Some(Command::Batch(args)) = &cli.command {
+        return face::batch::run(&cli, args);
+    }
     if let Some(command) = &cli.command {
         return subcommand(&cli, command);
     }
@@ -75,6 +78,7 @@ pub fn run(cli: Cli) -> Result<Outcome> {
             "an empty prompt: say what to draw, e.g. peel \"a red fox at dawn\""
         ));
     }
+    config::check_transport(&cli, &cfg)?;
     let backend = config::backend(&cli, &cfg)?;
     // A key is needed only to send: a one-shot prompt without one is a usage error before anything happens.
     if mode == Mode::OneShot
@@ -95,6 +99,7 @@ pub fn run(cli: Cli) -> Result<Outcome> {
     if let Some(concurrency) = cfg.values.concurrency {
         engine.set_concurrency(concurrency);
     }
+    engine.set_interaction_options(config::interaction_options(&cfg)?);
     let previews = Previews::new(cfg.preview(&cli));
     let mut face = Face::new(engine, out, previews, Interrupts::start());
     face.takes = usize::from(cli.variants.unwrap_or(1));
@@ -187,7 +192,7 @@ fn subcommand(cli: &Cli, command: &Command) -> Result<Outcome> {
             ));
             out.result(&name);
         }
-        Command::Completions { .. } => unreachable!("handled above"),
+        Command::Completions { .. } | Command::Batch(_) => unreachable!("handled above"),
     }
     Ok(if out.broken() {
         Outcome::Failed

@@ -32,6 +32,49 @@ pub struct Settings {
     /// How much of the thread each request carries.
     #[serde(default, skip_serializing_if = "ContextPolicy::is_full")]
     pub context: ContextPolicy,
+    /// Which API carries the turns: generateContent (the whole thread each turn) or the Interactions API (the
+    /// server keeps the thread; see `engine/transport.rs`).
+    #[serde(default, skip_serializing_if = "Transport::is_generate")]
+    pub transport: Transport,
+}
+
+/// How a turn reaches the model on the Gemini API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    /// `generateContent`: every request carries the whole thread.
+    #[default]
+    Generate,
+    /// The Interactions API: a turn names its parent's interaction and sends only what is new.
+    Interactions,
+}
+
+impl Transport {
+    pub fn is_generate(&self) -> bool {
+        *self == Transport::Generate
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Transport::Generate => "generate",
+            Transport::Interactions => "interactions",
+        }
+    }
+}
+
+impl std::str::FromStr for Transport {
+    type Err = anyhow::Error;
+
+    fn from_str(text: &str) -> Result<Transport> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "generate" | "generatecontent" => Ok(Transport::Generate),
+            "interactions" | "interaction" => Ok(Transport::Interactions),
+            other => bail!(
+                "unknown transport {:?}: use generate or interactions",
+                crate::untrusted::sanitize(other)
+            ),
+        }
+    }
 }
 
 /// How much of the stored thread a request carries. The stored thread is never changed.
@@ -86,6 +129,7 @@ impl Default for Settings {
             think: None,
             search: false,
             context: ContextPolicy::Full,
+            transport: Transport::Generate,
         }
     }
 }

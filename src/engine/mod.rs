@@ -5,6 +5,8 @@
 //! the limits, sent through the backend, the answer recorded in one transaction, and its images written beside the
 //! session's earlier ones.
 
+pub mod batch;
+mod batch_input;
 mod branching;
 pub mod context;
 pub mod events;
@@ -16,6 +18,7 @@ pub mod references;
 pub mod session;
 mod settings;
 mod sheet;
+pub mod transport;
 pub mod tree;
 mod turn;
 pub mod variants;
@@ -63,6 +66,8 @@ pub struct Engine {
     out_root: PathBuf,
     /// How many requests a variants turn keeps in flight.
     concurrency: usize,
+    /// How the Interactions transport asks for images (`transport.rs`).
+    interaction_options: transport::InteractionOptions,
 }
 
 impl Engine {
@@ -88,6 +93,7 @@ impl Engine {
             stream: false,
             out_root,
             concurrency: variants::DEFAULT_CONCURRENCY,
+            interaction_options: Default::default(),
         })
     }
 
@@ -120,6 +126,11 @@ impl Engine {
 
     pub fn set_stream(&mut self, on: bool) {
         self.stream = on;
+    }
+
+    /// How turns over the Interactions API ask for their images (the config's `image_delivery`).
+    pub fn set_interaction_options(&mut self, options: transport::InteractionOptions) {
+        self.interaction_options = options;
     }
 
     /// Why nothing can be saved in this database (it is read-only), if so.

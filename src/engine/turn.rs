@@ -5,7 +5,7 @@
 use std::cell::Cell;
 use std::time::Instant;
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Result, bail};
 
 use super::context;
 use super::events::{Event, Events};
@@ -13,10 +13,11 @@ use super::images::{self, AnswerImage};
 use super::listing::ImageFile;
 use super::output;
 use super::session::{self, Session};
+use super::transport::{Prepared, Reply};
 use super::{Cancel, Cancelled, Engine};
-use crate::gemini::outcome::{Outcome, Refusal, classify};
+use crate::gemini::outcome::{Outcome, Refusal};
 use crate::gemini::types::UsageMetadata;
-use crate::gemini::{Content, GenerateContentRequest, GenerateContentResponse, Progress, models};
+use crate::gemini::{Content, GenerateContentRequest, Progress, models};
 use crate::store::journal::{self, Arrival, ArrivalSession, JournalEntry};
 use crate::store::{Placement, Take, TurnMeta};
 
@@ -61,9 +62,9 @@ pub struct TurnReport {
     pub meta: TurnMeta,
 }
 
-/// A response and how the request went.
+/// What came back and how the request went.
 pub(super) struct Answer {
-    pub(super) response: GenerateContentResponse,
+    pub(super) reply: Reply,
     pub(super) elapsed_ms: u64,
     pub(super) streamed: bool,
 }
@@ -135,10 +136,10 @@ impl Engine {
     ) -> Result<TurnReport> {
         // A read-only database could not keep the answer: refuse before anything is paid for.
         self.store.refuse_if_read_only()?;
-        let (request, size) = self.build_request(&user, parent)?;
+        let prepared = self.prepare(&user, parent)?;
         let take = self.store.takes_under(parent, self.session_id())?;
-        let answer = self.ask(&request, take, events, cancel)?;
-        let answered = self.answered(answer, size.bytes)?;
+        let answer = self.ask(&prepared, &user, parent, take, events, cancel)?;
+        let answered = self.answered(answer)?;
         let (arrival, shown) = self.arrival(&user, answered, parent, prompt, false);
         let entry = self.journal(&arrival, events);
         let recorded = self.record(arrival, entry, events)?;
@@ -151,12 +152,15 @@ impl Engine {
     }
 
     /// What an answer is: a turn to keep (its meta worked out), or a refusal to explain.
-    pub(super) fn answered(&self, answer: Answer, request_bytes: u64) -> Result<Answered> {
-        let (model_version, response_id) = (
-            answer.response.model_version.clone(),
-            answer.response.response_id.clone(),
-        );
-        let (content, finish_reason, usage, sources) = match classify(answer.response) {
+    pub(super) fn answered(&self, answer: Answer) -> Result<Answered> {
+        let Reply {
+            outcome,
+            model_version,
+            response_id,
+            interaction_id,
+            request_bytes,
+        } = answer.reply;
+        let (content, finish_reason, usage, sources) = match outcome {
             Outcome::Answer {
                 content,
                 finish_reason,
@@ -183,6 +187,8 @@ impl Engine {
             images: decoded.iter().map(|i| i.meta.clone()).collect(),
             request_bytes,
             sources,
+            interaction_id,
+            batch: None,
         };
         Ok(Answered {
             content,
@@ -258,12 +264,13 @@ impl Engine {
     /// take of its turn this will be (the offline stand-in draws each take differently).
     fn ask(
         &self,
-        request: &GenerateContentRequest,
+        prepared: &Prepared,
+        user: &Content,
+        parent: Option<i64>,
         take: usize,
         events: &dyn Events,
         cancel: &Cancel,
     ) -> Result<Answer> {
-        let model = self.session.settings.model.as_str();
         // Whether this attempt reported any of its answer yet: a retry after that voids what was shown.
         let shown = Cell::new(false);
         let streamed = Cell::new(false);
@@ -302,16 +309,15 @@ impl Engine {
         let started = Instant::now();
         let answer = self.runtime.block_on(async {
             tokio::select! {
-                response = self.backend.generate(model, request, &self.blobs, self.stream, take, &progress) => Some(response),
+                reply = self.send_prepared(prepared, user, parent, take, events, &progress) => Some(reply),
                 () = cancel.cancelled() => None,
             }
         });
-        let Some(response) = answer else {
+        let Some(reply) = answer else {
             return Err(Cancelled.into());
         };
-        let response = response.context("the request failed; nothing was recorded")?;
         Ok(Answer {
-            response,
+            reply: reply?,
             elapsed_ms: started.elapsed().as_millis() as u64,
             streamed: streamed.get(),
         })
@@ -569,7 +575,12 @@ pub struct NotRecorded(pub String);
 
 /// The estimated price of a turn: its images at the model's per-image price, plus input tokens where the price of
 /// those is known.
-fn cost(model: &str, size: Option<&str>, images: usize, usage: Option<&UsageMetadata>) -> f64 {
+pub(super) fn cost(
+    model: &str,
+    size: Option<&str>,
+    images: usize,
+    usage: Option<&UsageMetadata>,
+) -> f64 {
     let Some(info) = models::info(model) else {
         return 0.0;
     };

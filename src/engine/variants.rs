@@ -13,9 +13,10 @@ use futures_util::stream::FuturesUnordered;
 
 use super::events::{Event, Events};
 use super::listing::ImageFile;
+use super::transport::Prepared;
 use super::turn::{Answer, Shown, TurnReport};
 use super::{Cancel, Engine, tree};
-use crate::gemini::{GenerateContentRequest, Progress, models};
+use crate::gemini::{Progress, models};
 use crate::store::journal::{Arrival, JournalEntry};
 use crate::text;
 
@@ -94,13 +95,13 @@ impl Engine {
         self.store.refuse_if_read_only()?;
         let user = self.user_content(prompt)?;
         let parent = self.session.head();
-        let (request, size) = self.build_request(&user, parent)?;
+        let prepared = self.prepare(&user, parent)?;
         // Every take is recorded into this session, beside the others: it must exist before they arrive.
         let created = !self.session.is_stored();
         self.session.ensure_stored(&self.store, prompt)?;
         let first_take = self.store.takes_under(parent, self.session_id())?;
         let (arrived, mut failures, cancelled) = self.ask_takes(
-            &request, n, first_take, size.bytes, &user, parent, prompt, events, cancel,
+            &prepared, n, first_take, &user, parent, prompt, events, cancel,
         );
         let mut recorded = Vec::new();
         for (i, (index, answered, mut arrival, entry)) in arrived.into_iter().enumerate() {
@@ -160,10 +161,9 @@ impl Engine {
     #[allow(clippy::too_many_arguments, clippy::type_complexity)]
     fn ask_takes(
         &self,
-        request: &GenerateContentRequest,
+        prepared: &Prepared,
         n: usize,
         first_take: usize,
-        request_bytes: u64,
         user: &crate::gemini::Content,
         parent: Option<i64>,
         prompt: &str,
@@ -174,7 +174,6 @@ impl Engine {
         Vec<(usize, String)>,
         usize,
     ) {
-        let model = self.session.settings.model.as_str();
         let states = RefCell::new(vec![TakeState::Waiting; n]);
         let show = |states: &[TakeState]| {
             events.emit(Event::Status(&status(states)));
@@ -202,38 +201,25 @@ impl Engine {
                             }
                         };
                         let started = Instant::now();
-                        let response = self
-                            .backend
-                            .generate(
-                                model,
-                                request,
-                                &self.blobs,
-                                self.stream,
-                                first_take + i,
-                                &progress,
-                            )
+                        let reply = self
+                            .send_prepared(prepared, user, parent, first_take + i, events, &progress)
                             .await;
-                        (i, response, started.elapsed())
+                        (i, reply, started.elapsed())
                     }
                 })
                 .collect();
             loop {
                 tokio::select! {
                     next = pending.next() => {
-                        let Some((i, response, elapsed)) = next else { break };
+                        let Some((i, reply, elapsed)) = next else { break };
                         running -= 1;
-                        let answered = response
-                            .map_err(anyhow::Error::from)
-                            .and_then(|response| {
-                                self.answered(
-                                    Answer {
-                                        response,
-                                        elapsed_ms: elapsed.as_millis() as u64,
-                                        streamed: false,
-                                    },
-                                    request_bytes,
-                                )
-                            });
+                        let answered = reply.and_then(|reply| {
+                            self.answered(Answer {
+                                reply,
+                                elapsed_ms: elapsed.as_millis() as u64,
+                                streamed: false,
+                            })
+                        });
                         match answered {
                             Ok(answered) => {
                                 // Paid for: into the journal before anything else can fail.
@@ -243,7 +229,8 @@ impl Engine {
                                 set(i, TakeState::Done);
                             }
                             Err(e) => {
-                                failures.push((i + 1, format!("{e:#}")));
+                                // The cause itself: "nothing was recorded" holds for this take, not the turn.
+                                failures.push((i + 1, e.root_cause().to_string()));
                                 set(i, TakeState::Failed);
                             }
                         }

@@ -140,6 +140,11 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
         "stream answers: thought summaries and text appear as they arrive",
     ),
     (
+        "transport",
+        "/transport generate|interactions",
+        "Gemini API: send the whole thread each turn (generate), or keep it on the server and send only what is new (interactions)",
+    ),
+    (
         "settings",
         "/settings",
         "show the settings for the next turn",
@@ -218,6 +223,7 @@ pub enum Command {
     Think(Option<String>),
     Search(bool),
     Stream(bool),
+    Transport(crate::settings::Transport),
     Settings,
     Cost,
     /// `/context` (show), `/context full`, `/context last N`.
@@ -338,6 +344,7 @@ impl FromStr for Command {
             ),
             "search" => Command::Search(on_off(name, arg())?),
             "stream" => Command::Stream(on_off(name, arg())?),
+            "transport" => Command::Transport(required("generate or interactions")?.parse()?),
             "settings" => Command::Settings,
             "cost" => Command::Cost,
             "context" => Command::Context(parse_context(rest)?),
@@ -527,7 +534,10 @@ pub fn help(topic: Option<&str>) -> Result<String> {
         .map(|(_, usage, _)| usage.len())
         .max()
         .unwrap_or(0);
-    let mut text = String::from("Type a prompt to send it with the whole history. Commands:\n");
+    let mut text = String::from(
+        "Type a prompt to send it with the thread (all of it each turn, or only what is new with /transport \
+         interactions). Commands:\n",
+    );
     for (_, usage, what) in COMMANDS {
         text.push_str(&format!("  {usage:<width$}  {what}\n"));
     }
@@ -552,6 +562,11 @@ mod tests {
     #[test]
     fn setting_switches_parse() {
         assert_eq!(cmd("/thoughts on"), Command::Thoughts(true));
+        assert_eq!(
+            cmd("/transport interactions"),
+            Command::Transport(crate::settings::Transport::Interactions)
+        );
+        assert!("/transport carrier-pigeon".parse::<Command>().is_err());
         assert_eq!(cmd("/search OFF"), Command::Search(false));
         assert_eq!(cmd("/stream on"), Command::Stream(true));
         assert_eq!(cmd("/think High"), Command::Think(Some("high".into())));

@@ -190,10 +190,19 @@ impl Face {
                     (false, _) => "streaming off: each answer arrives whole",
                 });
             }
-            Command::Context(None) => self.context(self.engine.context()?),
+            Command::Transport(transport) => {
+                self.engine.set_transport(transport)?;
+                self.out
+                    .note(&render::transport(transport, self.engine.is_offline()));
+            }
+            Command::Context(None) => {
+                self.context(self.engine.context()?);
+                self.transport_context()?;
+            }
             Command::Context(Some(policy)) => {
                 let report = self.engine.set_context(policy)?;
                 self.context(report);
+                self.transport_context()?;
             }
             Command::Fresh => {
                 let fresh = self.engine.fresh()?;
@@ -383,6 +392,14 @@ impl Face {
                 sanitize(&plan.id),
                 sanitize(&and_list(&plan.earlier_models))
             ));
+        }
+        Ok(())
+    }
+
+    /// `/context` on the interactions transport says what the next request really carries.
+    fn transport_context(&self) -> Result<()> {
+        if let Some(note) = self.engine.transport_context()? {
+            self.out.note(&note);
         }
         Ok(())
     }

@@ -60,6 +60,7 @@ impl PeelHelper {
             "thoughts" | "search" | "stream" => words(&["on", "off"]),
             "preview" => words(&["on", "off", "auto"]),
             "think" => words(&["minimal", "high", "auto"]),
+            "transport" => words(&["generate", "interactions"]),
             "context" => words(&["full", "last"]),
             "help" => COMMANDS
                 .iter()

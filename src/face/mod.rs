@@ -2,6 +2,7 @@
 //! (`script.rs`) and one-shot mode share one [`Face`]: a line is a prompt or a command; a turn's events are shown
 //! live (`live.rs`), its report rendered after (`render.rs`, `preview.rs`), or printed as JSON (`json.rs`).
 
+pub mod batch;
 mod clipboard;
 pub mod command;
 mod commands;

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use crate::engine::HistoryRow;
 use crate::engine::session::Turn;
 use crate::engine::tree::{Heads, TurnNode};
-use crate::settings::Settings;
+use crate::settings::{Settings, Transport};
 use crate::store::{SessionSummary, TurnMeta};
 use unicode_width::UnicodeWidthStr;
 
@@ -185,6 +185,24 @@ pub fn footer_parts(meta: &TurnMeta) -> Vec<String> {
     }
     parts.push(format!("~${:.3}", meta.cost_usd));
     parts
+}
+
+/// What `/transport` changed.
+pub fn transport(transport: Transport, offline: bool) -> String {
+    let what = match transport {
+        Transport::Generate => {
+            "transport generate: each turn sends the whole thread (generateContent)"
+        }
+        Transport::Interactions => {
+            "transport interactions: the server keeps the thread and each turn sends only what is new; a turn made \
+             another way, or one the server has lost, sends the thread whole once"
+        }
+    };
+    if offline {
+        format!("{what} (offline answers come from the local stand-in either way)")
+    } else {
+        what.to_string()
+    }
 }
 
 /// "next turn: gemini-3-pro-image · 16:9 · 1K · thoughts".
@@ -437,6 +455,7 @@ pub fn settings(view: &SettingsView<'_>) -> String {
         ),
         ("search", on_off(s.search).into()),
         ("stream", on_off(view.stream).into()),
+        ("transport", s.transport.name().into()),
         ("context", s.context.describe()),
         ("previews", view.previews.clone()),
         ("attachments", view.attachments.to_string()),

@@ -235,7 +235,7 @@ fn api_error(status: &Value) -> ApiError {
 }
 
 /// One result line or inline result: `{key | metadata.key, response | error}`.
-fn result_of(value: Value, fallback_key: String) -> Result<BatchResult, GeminiError> {
+pub(super) fn result_of(value: Value, fallback_key: String) -> Result<BatchResult, GeminiError> {
     let Value::Object(mut fields) = value else {
         return Err(GeminiError::Malformed(format!(
             "batch result {fallback_key} is not an object"
@@ -287,7 +287,7 @@ pub fn inline_batch_body(
 }
 
 impl Client {
-    fn batch_only(&self) -> Result<(), GeminiError> {
+    pub(super) fn batch_only(&self) -> Result<(), GeminiError> {
         match self.api() {
             Api::Gemini => Ok(()),
             Api::Vertex { .. } | Api::VertexExpress => Err(GeminiError::Unsupported(
@@ -300,7 +300,7 @@ impl Client {
         format!("{}/{VERSION}/batches", self.base_url())
     }
 
-    fn batch_url(&self, name: &str, suffix: &str) -> String {
+    pub(super) fn batch_url(&self, name: &str, suffix: &str) -> String {
         let id = name.strip_prefix("batches/").unwrap_or(name);
         format!("{}/{}{suffix}", self.batches_url(), path_segment(id))
     }

@@ -412,7 +412,7 @@ impl Client {
         error.map_text(&|text| crate::untrusted::sanitize(&self.scrub_text(text)))
     }
 
-    fn holds_secret(&self, text: &str) -> bool {
+    pub(crate) fn holds_secret(&self, text: &str) -> bool {
         self.config
             .credential
             .secret()
@@ -420,7 +420,7 @@ impl Client {
     }
 
     /// A server or a library may echo the credential back; it never reaches the person.
-    fn scrub_text(&self, text: &str) -> String {
+    pub(crate) fn scrub_text(&self, text: &str) -> String {
         match self.config.credential.secret() {
             Some(secret) => crate::untrusted::scrub(text, secret.expose()),
             None => text.to_string(),

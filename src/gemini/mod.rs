@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod batch;
+pub mod batch_spool;
 pub mod body;
 pub mod client;
 pub mod error;

@@ -10,6 +10,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0002_branches.sql"),
     include_str!("../../migrations/0003_out_dir.sql"),
     include_str!("../../migrations/0004_arrivals.sql"),
+    include_str!("../../migrations/0005_batches.sql"),
 ];
 
 pub fn schema_version(conn: &Connection) -> Result<i64> {

@@ -2,9 +2,11 @@
 //! Knows nothing about HTTP or the terminal.
 
 mod arrivals;
+pub mod batches;
 mod blobs;
 mod checkpoint;
 mod contents;
+mod interactions;
 pub mod journal;
 mod migrate;
 pub mod open;
@@ -55,6 +57,13 @@ pub struct TurnMeta {
     /// Search grounding sources listed under the answer.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sources: Vec<Source>,
+    /// The Interactions API's id of this answer, for a turn made over that API: the next turn names it as
+    /// `previous_interaction_id` and sends only what is new (`engine/transport.rs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interaction_id: Option<String>,
+    /// The Batch API job (`batches/...`) this answer came from; its cost is at the batch price.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]

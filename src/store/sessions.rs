@@ -281,13 +281,15 @@ impl Store {
                  UNION SELECT origin_head_id FROM sessions WHERE origin_head_id IS NOT NULL
                  UNION SELECT value FROM sessions, json_each(sessions.redo)
                  UNION SELECT id FROM contents WHERE session_id IS NOT NULL
+                 UNION SELECT into_parent FROM batches WHERE into_parent IS NOT NULL AND fetched_at IS NULL
                  UNION SELECT c.parent_id FROM contents c JOIN reached r ON c.id = r.id WHERE c.parent_id IS NOT NULL
              )
              DELETE FROM contents WHERE id NOT IN (SELECT id FROM reached)",
             [],
         )?;
         tx.execute(
-            "DELETE FROM blobs WHERE hash NOT IN (SELECT hash FROM content_blobs)",
+            "DELETE FROM blobs WHERE hash NOT IN (SELECT hash FROM content_blobs)
+               AND hash NOT IN (SELECT hash FROM batch_blobs)",
             [],
         )?;
         tx.commit()?;

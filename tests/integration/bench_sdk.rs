@@ -39,7 +39,7 @@ const MODEL: &str = "gemini-3-pro-image";
 const SIZE: &str = "2K";
 const LIMIT: Duration = Duration::from_secs(15 * 60);
 
-const PROMPTS: [&str; 10] = [
+pub(crate) const PROMPTS: [&str; 10] = [
     "a lighthouse on a cliff at dawn, photographic",
     "make the sky more orange",
     "add a small red boat in the bay",
@@ -691,7 +691,7 @@ pub(crate) struct Measured {
     started: Instant,
     pub(crate) wall: Duration,
     /// Each stdout line with the moment it arrived.
-    lines: Vec<(Instant, String)>,
+    pub(crate) lines: Vec<(Instant, String)>,
     pub(crate) stderr: String,
     pub(crate) max_rss_kb: u64,
     user: Duration,

@@ -4,8 +4,10 @@
 mod support;
 
 mod batch;
+mod batch_cli;
 mod bench;
 mod bench_sdk;
+mod bench_transport;
 mod context;
 mod editing;
 mod engine;
@@ -22,4 +24,5 @@ mod streaming;
 mod switches;
 mod terminal;
 mod threads;
+mod transport;
 mod variants;

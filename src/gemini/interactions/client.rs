@@ -35,6 +35,17 @@ pub const API_REVISION: &str = "2026-05-20";
 pub const DEFAULT_MAX_IMAGE_BYTES: u64 = 64 * 1024 * 1024;
 
 impl Client {
+    /// Whether this client talks to the Gemini API (or a gateway that speaks it), where peel offers the
+    /// Interactions API as a transport; on Vertex AI it is not offered (see the README's transports section).
+    pub fn is_gemini_api(&self) -> bool {
+        matches!(self.api(), Api::Gemini)
+    }
+
+    /// The configured base URL, for messages.
+    pub fn server(&self) -> &str {
+        self.base_url()
+    }
+
     /// The collection URL: `{base}/v1beta/interactions` on the Gemini API (and gateways),
     /// `{base}/v1beta1/projects/{p}/locations/{l}/interactions` on Vertex AI, `{base}/v1beta1/interactions` in
     /// Vertex express mode.
