@@ -10,8 +10,9 @@ use super::Engine;
 use super::images::{self, Attachment};
 use super::session::Session;
 use crate::gemini::body::{BlobSource, Body};
-use crate::gemini::{Content, GenerateContentRequest};
+use crate::gemini::{Content, GenerateContentRequest, models};
 pub use crate::settings::ContextPolicy;
+use crate::settings::Settings;
 use crate::text;
 
 /// The size of a request, before it is sent.
@@ -111,6 +112,26 @@ impl Measure {
             text::bytes(limits.max_bytes)
         )
     }
+}
+
+/// The reference images a request carries (the images in its user turns), against the model's limit.
+pub(super) fn check_references(settings: &Settings, contents: &[Content]) -> Result<()> {
+    let references = contents
+        .iter()
+        .filter(|c| !c.is_model())
+        .flat_map(|c| &c.parts)
+        .filter(|p| p.inline_data.is_some())
+        .count();
+    let max = models::info(&settings.model)
+        .map_or(models::MAX_REFERENCE_IMAGES, |m| m.max_reference_images);
+    if references > max {
+        anyhow::bail!(
+            "not sent: {} takes at most {max} reference images in one request, and this one would carry \
+             {references}; /detach drops the attachments, /context last N sends fewer earlier turns",
+            settings.model
+        );
+    }
+    Ok(())
 }
 
 /// `/context`: the next request against the limits, and the policy.

@@ -187,7 +187,7 @@ impl Engine {
                 settings.context.apply(contents)
             }
         };
-        check_references(settings, &contents)?;
+        super::context::check_references(settings, &contents)?;
         let mut marks = Marks::new();
         marks.fill(&mut contents);
         let input = interactions::thread_steps(&contents).map_err(anyhow::Error::new)?;
@@ -366,26 +366,6 @@ fn explain(error: GeminiError, client: &Client, turn: &InteractionTurn) -> anyho
         ));
     }
     anyhow::Error::new(error).context("the request failed; nothing was recorded")
-}
-
-/// The reference images a request carries, against the model's limit (as generateContent's request checks).
-fn check_references(settings: &Settings, contents: &[Content]) -> Result<()> {
-    let references = contents
-        .iter()
-        .filter(|c| !c.is_model())
-        .flat_map(|c| &c.parts)
-        .filter(|p| p.inline_data.is_some())
-        .count();
-    let max = models::info(&settings.model)
-        .map_or(models::MAX_REFERENCE_IMAGES, |m| m.max_reference_images);
-    if references > max {
-        bail!(
-            "not sent: {} takes at most {max} reference images in one request, and this one would carry \
-             {references}; /detach drops the attachments",
-            settings.model
-        );
-    }
-    Ok(())
 }
 
 /// The session's settings as an interaction's `response_format`, `generation_config` and `tools`: the same checks

@@ -232,21 +232,7 @@ impl Engine {
         contents.push(user.clone());
         let settings = &self.session.settings;
         let contents = settings.context.apply(contents);
-        let references = contents
-            .iter()
-            .filter(|c| !c.is_model())
-            .flat_map(|c| &c.parts)
-            .filter(|p| p.inline_data.is_some())
-            .count();
-        let max = models::info(&settings.model)
-            .map_or(models::MAX_REFERENCE_IMAGES, |m| m.max_reference_images);
-        if references > max {
-            bail!(
-                "not sent: {} takes at most {max} reference images in one request, and this one would carry \
-                 {references}; /detach drops the attachments, /context last N sends fewer earlier turns",
-                settings.model
-            );
-        }
+        context::check_references(settings, &contents)?;
         let request = GenerateContentRequest {
             contents,
             generation_config: settings.generation_config()?,
