@@ -4,6 +4,8 @@
 #![allow(dead_code)]
 
 pub mod fake_gemini;
+pub mod fake_gzip;
+pub mod raw_http;
 
 use std::path::PathBuf;
 
