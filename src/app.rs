@@ -38,9 +38,6 @@ struct AnswerExtras {
     text_shown: bool,
 }
 
-/// The API takes at most this many reference images in one request (Nano Banana works best with 3, but takes more).
-const MAX_REFERENCE_IMAGES: usize = 14;
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Flow {
     Continue,
@@ -158,6 +155,8 @@ impl App {
             images: answer_images.iter().map(|i| i.meta.clone()).collect(),
             request_bytes: size.bytes,
             sources,
+            // HOOK(wire): which backend answered, so later turns know whose signatures this answer carries.
+            made_by: Some(self.backend.made_by()),
         };
         let (number, label) = self.record(&user, &content, &meta, parent, prompt)?;
         self.show_answer(number, &label, &content, &meta, &answer_images, &extras)
@@ -170,20 +169,14 @@ impl App {
         user: &Content,
         parent: Option<i64>,
     ) -> Result<(GenerateContentRequest, context::Measure)> {
-        let mut contents = self.store.contents_by_reference(parent)?;
+        // HOOK(wire): the history as the model asked now can take it: the dummy signature where a turn did not come
+        // from its family (the stored thread is not changed).
+        let target = self.backend.signature_family(&self.session.settings.model);
+        let mut contents = self.store.contents_for(parent, &target)?;
         contents.push(user.clone());
         let contents = self.session.settings.context.apply(contents);
-        let references = contents
-            .iter()
-            .filter(|c| !c.is_model())
-            .flat_map(|c| &c.parts)
-            .filter(|p| p.inline_data.is_some())
-            .count();
-        if references > MAX_REFERENCE_IMAGES {
-            bail!(
-                "a request takes at most {MAX_REFERENCE_IMAGES} reference images; this one would carry {references}"
-            );
-        }
+        // HOOK(wire): the model's own reference-image limit, as this run's provider passes it on.
+        context::check_references(&contents, &self.session.settings.model)?;
         let request = GenerateContentRequest {
             contents,
             generation_config: self.session.settings.generation_config()?,

@@ -4,12 +4,12 @@
 
 use std::sync::Arc;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
 use crate::app::App;
 use crate::gemini::body::{BlobSource, Body};
-use crate::gemini::{Content, GenerateContentRequest};
+use crate::gemini::{Content, GenerateContentRequest, models};
 use crate::images::Attachment;
 use crate::render;
 use crate::session::Session;
@@ -69,19 +69,36 @@ pub struct Limits {
     pub max_tokens: Option<u64>,
 }
 
-/// Input tokens one image costs, re-sent or attached.
+/// Input tokens one image costs, re-sent or attached: the model table's figure (its sources are given there);
+/// 560, the Gemini 3 figure, for a model peel does not know.
 fn tokens_per_image(model: &str) -> u64 {
-    if model.contains("2.5") { 1290 } else { 560 }
+    models::info(model).map_or(560, |m| m.tokens_per_input_image)
 }
 
-/// The models' input token limits (Google's model pages, 2026); unknown models are not checked.
+/// The models' input token limits (the model table); unknown models are not checked.
 pub fn input_token_limit(model: &str) -> Option<u64> {
-    match model {
-        "gemini-3-pro-image" => Some(65_536),
-        "gemini-3.1-flash-image" => Some(131_072),
-        "gemini-2.5-flash-image" => Some(32_768),
-        _ => None,
+    models::info(model).map(|m| m.input_token_limit)
+}
+
+/// The reference images (attached to the prompts) a request carries, checked against what the model takes on this
+/// run's provider. Images the model made itself are its history, not references.
+pub fn check_references(contents: &[Content], model: &str) -> Result<()> {
+    let references = contents
+        .iter()
+        .filter(|c| !c.is_model())
+        .flat_map(|c| &c.parts)
+        .filter(|p| p.inline_data.is_some())
+        .count();
+    // 14, the most any model takes, for a model peel does not know.
+    let (max, on) = models::capabilities(model)
+        .map_or((14, String::new()), |c| (c.max_reference_images, c.on()));
+    if references > max {
+        bail!(
+            "{model} takes at most {max} reference images in a request{on}; this one would carry {references}: \
+             /detach drops the attachments, /context last N sends fewer earlier turns"
+        );
     }
+    Ok(())
 }
 
 /// Measures a request without building its body: the large values stay where `blobs` keeps them.
@@ -175,7 +192,8 @@ impl App {
 
     /// The request the next prompt would send (history as the policy trims it, plus the attachments).
     fn next_request(&self) -> Result<GenerateContentRequest> {
-        let mut contents = self.store.contents_by_reference(self.session.head())?;
+        let target = self.backend.signature_family(&self.session.settings.model);
+        let mut contents = self.store.contents_for(self.session.head(), &target)?;
         contents.push(self.session.user_content(""));
         Ok(GenerateContentRequest {
             contents: self.session.settings.context.apply(contents),

@@ -104,6 +104,9 @@ pub fn run(cli: Cli) -> Result<Outcome> {
     let interactive = !one_shot && std::io::stdin().is_terminal();
     let ui = Ui::new(interactive, cli.json, cli.quiet, cli.preview);
     let cfg = config::Config::load(&cli)?;
+    // HOOK(wire): what the provider takes (a gateway's documented lists, the profile's own keys) applies to every
+    // capability looked up in this run, before any setting is checked.
+    gemini::models::use_provider(config::provider(&cli, &cfg)?);
     let backend = config::backend(&cli, &cfg)?;
     let db_path = config::database_path(&cli)?;
     let store = Store::open(&db_path)?;

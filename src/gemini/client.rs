@@ -30,12 +30,14 @@ pub enum Api {
     VertexExpress,
 }
 
-/// The Vertex AI host for a location: `global` has no regional prefix.
+/// The Vertex AI host for a location. Three kinds (Google's "Generative AI on Vertex AI locations" page):
+/// `global` has the plain host; the multi-regions `us` and `eu` have `aiplatform.{us,eu}.rep.googleapis.com`;
+/// a region such as `us-central1` prefixes the host with its name.
 pub fn vertex_base_url(location: &str) -> String {
-    if location == "global" {
-        "https://aiplatform.googleapis.com".to_string()
-    } else {
-        format!("https://{location}-aiplatform.googleapis.com")
+    match location {
+        "global" => "https://aiplatform.googleapis.com".to_string(),
+        "us" | "eu" => format!("https://aiplatform.{location}.rep.googleapis.com"),
+        region => format!("https://{region}-aiplatform.googleapis.com"),
     }
 }
 
@@ -72,6 +74,13 @@ impl Client {
             .user_agent(concat!("peel/", env!("CARGO_PKG_VERSION")))
             .build()?;
         Ok(Client { http, config })
+    }
+
+    /// The server's host name (`generativelanguage.googleapis.com`, a gateway's), as recorded with each turn.
+    pub fn host(&self) -> Option<String> {
+        reqwest::Url::parse(&self.config.base_url)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_string))
     }
 
     /// The endpoint without any credential: safe to print.
@@ -333,6 +342,21 @@ mod tests {
         assert_eq!(
             vertex_base_url("global"),
             "https://aiplatform.googleapis.com"
+        );
+        assert_eq!(
+            vertex_base_url("eu"),
+            "https://aiplatform.eu.rep.googleapis.com"
+        );
+        let us = client(
+            &vertex_base_url("us"),
+            Api::Vertex {
+                project: "p".into(),
+                location: "us".into(),
+            },
+        );
+        assert_eq!(
+            us.endpoint("m", false),
+            "https://aiplatform.us.rep.googleapis.com/v1/projects/p/locations/us/publishers/google/models/m:generateContent"
         );
         let express = client(&vertex_base_url("global"), Api::VertexExpress);
         assert_eq!(

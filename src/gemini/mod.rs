@@ -7,6 +7,7 @@ pub mod error;
 pub mod models;
 pub mod outcome;
 pub mod retry;
+pub mod signatures;
 pub mod sse;
 pub mod stream;
 pub mod types;
@@ -80,6 +81,24 @@ impl Backend {
         match self {
             Backend::Remote(client) => client.max_request_bytes(),
             Backend::Offline => DEFAULT_MAX_REQUEST_BYTES,
+        }
+    }
+
+    /// Who answers, as recorded with each turn.
+    pub fn made_by(&self) -> signatures::MadeBy {
+        match self {
+            Backend::Remote(client) => signatures::MadeBy::Api {
+                provider: client.host(),
+            },
+            Backend::Offline => signatures::MadeBy::Offline,
+        }
+    }
+
+    /// The family whose thought signatures `model` checks when this backend answers for it.
+    pub fn signature_family(&self, model: &str) -> signatures::Family {
+        match self {
+            Backend::Remote(_) => signatures::Family::of_model(model),
+            Backend::Offline => signatures::Family::Offline,
         }
     }
 

@@ -5,11 +5,12 @@ use rusqlite::{Connection, TransactionBehavior, params};
 
 use super::sessions::{branch_name_in, insert_session};
 use super::{Appended, ContentRow, SessionRow, Store, TurnMeta, blobs, now_ms};
+use crate::gemini::signatures::{self, Family, Origin};
 use crate::gemini::types::{Content, Part};
 use crate::settings::Settings;
 
 const CONTENT_COLUMNS: &str =
-    "c.id, c.parent_id, c.depth, c.role, c.parts, c.meta, c.created_at, c.session_id";
+    "c.id, c.parent_id, c.depth, c.role, c.parts, c.meta, c.created_at, c.session_id, c.extra";
 
 fn content_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ContentRow> {
     let meta: String = row.get(5)?;
@@ -19,6 +20,10 @@ fn content_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ContentRow> {
         depth: row.get(2)?,
         role: row.get(3)?,
         parts_json: row.get(4)?,
+        extra: row
+            .get::<_, Option<String>>(8)?
+            .and_then(|extra| serde_json::from_str(&extra).ok())
+            .unwrap_or_default(),
         meta: serde_json::from_str(&meta).unwrap_or_default(),
         created_at: row.get(6)?,
         session_id: row.get(7)?,
@@ -56,8 +61,8 @@ fn insert_turn(
     };
     let now = now_ms();
     let mut insert = conn.prepare_cached(
-        "INSERT INTO contents (parent_id, depth, role, parts, meta, created_at, session_id)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        "INSERT INTO contents (parent_id, depth, role, parts, meta, created_at, session_id, extra)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     )?;
     insert.execute(params![
         parent,
@@ -66,7 +71,8 @@ fn insert_turn(
         user_json,
         "{}",
         now,
-        session_id
+        session_id,
+        extra_json(turn.user)?
     ])?;
     let user_id = conn.last_insert_rowid();
     let meta = serde_json::to_string(turn.meta)?;
@@ -77,7 +83,8 @@ fn insert_turn(
         model_json,
         meta,
         now,
-        session_id
+        session_id,
+        extra_json(turn.model)?
     ])?;
     let model_id = conn.last_insert_rowid();
     let mut link = conn
@@ -88,6 +95,15 @@ fn insert_turn(
         }
     }
     Ok((user_id, model_id))
+}
+
+/// A content's own unknown fields as stored: `None` when it has none.
+fn extra_json(content: &Content) -> Result<Option<String>> {
+    Ok(if content.extra.is_empty() {
+        None
+    } else {
+        Some(serde_json::to_string(&content.extra)?)
+    })
 }
 
 impl Store {
@@ -158,10 +174,46 @@ impl Store {
                 Ok(Content {
                     role: Some(row.role.clone()),
                     parts,
-                    extra: Default::default(),
+                    extra: row.extra.clone(),
                 })
             })
             .collect()
+    }
+
+    /// The history up to `head` as a request to a model of family `target` carries it: by reference (as
+    /// [`Store::contents_by_reference`]), with the dummy signature where a model content did not come from that
+    /// family ([`signatures::prepare`]). The stored contents are not changed.
+    pub fn contents_for(&self, head: Option<i64>, target: &Family) -> Result<Vec<Content>> {
+        let chain = self.chain(head)?;
+        let origins: Vec<Origin> = chain
+            .iter()
+            .map(|row| match row.role.as_str() {
+                "model" => row.meta.origin(),
+                _ => Origin::Unknown,
+            })
+            .collect();
+        let contents = chain
+            .iter()
+            .map(|row| {
+                let parts = blobs::internalize_refs(&row.parts_json)
+                    .with_context(|| format!("reading content {} from the database", row.id))?;
+                Ok(Content {
+                    role: Some(row.role.clone()),
+                    parts,
+                    extra: row.extra.clone(),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(signatures::prepare(contents, &origins, target))
+    }
+
+    /// A stored content as it was received or sent, blobs put back.
+    pub fn content(&self, row: &ContentRow) -> Result<Content> {
+        Ok(Content {
+            role: Some(row.role.clone()),
+            parts: self.parts(row)?,
+            extra: row.extra.clone(),
+        })
     }
 
     /// Records a finished turn in one transaction: blobs, the prompt and the answer (under `parent`: the head, or

@@ -22,6 +22,7 @@ pub use migrate::{MIGRATIONS, schema_version};
 pub use reader::BlobReader;
 
 use crate::gemini::outcome::Source;
+use crate::gemini::signatures::{MadeBy, Origin};
 use crate::gemini::types::UsageMetadata;
 use crate::settings::Settings;
 
@@ -50,6 +51,40 @@ pub struct TurnMeta {
     /// Search grounding sources listed under the answer.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sources: Vec<Source>,
+    /// Which backend made the answer (with `settings.model`, which model): whose thought signatures it carries.
+    /// `None` when that is not known (an imported history that did not say).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub made_by: Option<MadeBy>,
+}
+
+impl TurnMeta {
+    /// Where the answer came from, for its thought signatures ([`crate::gemini::signatures`]).
+    pub fn origin(&self) -> Origin {
+        let model = self
+            .settings
+            .as_ref()
+            .map(|s| s.model.as_str())
+            .or(self.model_version.as_deref());
+        Origin::of(self.made_by.as_ref(), model)
+    }
+
+    /// Who made a turn recorded before peel kept it, judged from what was kept (the rule of migration 0003): the
+    /// offline stand-in's model versions end in `-offline`; any other turn with recorded settings came from the
+    /// API. A turn with no settings (a hand-made history) stays unknown.
+    pub fn infer_made_by(&self) -> Option<MadeBy> {
+        self.settings.as_ref()?;
+        Some(
+            if self
+                .model_version
+                .as_deref()
+                .is_some_and(|v| v.ends_with("-offline"))
+            {
+                MadeBy::Offline
+            } else {
+                MadeBy::Api { provider: None }
+            },
+        )
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -68,6 +103,8 @@ pub struct ContentRow {
     pub depth: i64,
     pub role: String,
     pub parts_json: String,
+    /// The content's own fields besides role and parts, as received.
+    pub extra: serde_json::Map<String, serde_json::Value>,
     pub meta: TurnMeta,
     pub created_at: i64,
     /// The session that made it (`None` once that session is deleted).
