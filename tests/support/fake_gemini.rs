@@ -110,6 +110,9 @@ pub struct Config {
     pub check_signatures: bool,
     pub signature_size: SignatureSize,
     pub unknown_fields: UnknownFields,
+    /// Also add a field the client cannot know to every answer's content itself (`"futureContentField"`), beside
+    /// `role` and `parts`, so tests can check that clients keep unknown fields at every level of a content.
+    pub content_unknown_fields: bool,
     /// Answer given when no scripted reply is queued.
     pub default_reply: Reply,
     /// Pause between stream events, so clients can be seen rendering progressively.
@@ -131,6 +134,7 @@ impl Default for Config {
             check_signatures: true,
             signature_size: SignatureSize::LikeImage,
             unknown_fields: UnknownFields::Alternate,
+            content_unknown_fields: false,
             default_reply: Reply::Image,
             stream_event_delay: Duration::ZERO,
             models: None,
@@ -172,6 +176,11 @@ impl Config {
 
     pub fn unknown_fields(mut self, when: UnknownFields) -> Self {
         self.unknown_fields = when;
+        self
+    }
+
+    pub fn content_unknown_fields(mut self, add: bool) -> Self {
+        self.content_unknown_fields = add;
         self
     }
 
@@ -1815,6 +1824,9 @@ impl Shared {
         let response_id = random_id(&mut rng);
         let event = |parts: Vec<Value>, finish: bool| {
             let mut candidate = json!({"content": {"parts": parts, "role": "model"}});
+            if self.config.content_unknown_fields {
+                candidate["content"]["futureContentField"] = json!({"y": [2, 3]});
+            }
             if finish {
                 candidate["finishReason"] = json!("STOP");
                 if request.search {
