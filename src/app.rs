@@ -137,7 +137,9 @@ impl App {
                 );
             }
         };
-        let answer_images = images::answer_images(&content);
+        // HOOK(wire): the answer's base64 decoded once, for the image files and the store alike.
+        let decoded = crate::store::Decoded::of(&content.parts)?;
+        let answer_images = images::answer_images_decoded(&content, &decoded);
         let settings = &self.session.settings;
         let meta = TurnMeta {
             settings: Some(settings.clone()),
@@ -158,7 +160,7 @@ impl App {
             // HOOK(wire): which backend answered, so later turns know whose signatures this answer carries.
             made_by: Some(self.backend.made_by()),
         };
-        let (number, label) = self.record(&user, &content, &meta, parent, prompt)?;
+        let (number, label) = self.record(&user, &content, &decoded, &meta, parent, prompt)?;
         self.show_answer(number, &label, &content, &meta, &answer_images, &extras)
     }
 
@@ -230,6 +232,8 @@ impl App {
         &mut self,
         user: &Content,
         content: &Content,
+        // HOOK(wire): the answer as decoded for the image files, stored without decoding it again.
+        decoded: &crate::store::Decoded,
         meta: &TurnMeta,
         parent: Option<i64>,
         prompt: &str,
@@ -241,7 +245,9 @@ impl App {
             model: content,
             meta,
         };
-        let appended = self.store.append_turn(session_id, head, parent, turn)?;
+        let appended = self
+            .store
+            .append_decoded(session_id, head, parent, turn, Some(decoded))?;
         self.session.attachments.clear();
         match appended.branched_to {
             Some(branch) => {

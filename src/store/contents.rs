@@ -3,8 +3,9 @@
 use anyhow::{Context, Result};
 use rusqlite::{Connection, TransactionBehavior, params};
 
+use super::blobs::{self, Decoded};
 use super::sessions::{branch_name_in, insert_session};
-use super::{Appended, ContentRow, SessionRow, Store, TurnMeta, blobs, now_ms};
+use super::{Appended, ContentRow, SessionRow, Store, TurnMeta, now_ms};
 use crate::gemini::signatures::{self, Family, Origin};
 use crate::gemini::types::{Content, Part};
 use crate::settings::Settings;
@@ -39,19 +40,28 @@ pub struct NewTurn<'a> {
 }
 
 /// Inserts a turn's blobs and two contents under `parent`, owned by `session_id`; returns (user id, model id).
+/// `model_decoded` is the model content's parts already decoded ([`Decoded::of`]), when the caller has them.
 fn insert_turn(
     conn: &Connection,
     session_id: i64,
     parent: Option<i64>,
     turn: NewTurn<'_>,
+    model_decoded: Option<&Decoded>,
 ) -> Result<(i64, i64)> {
-    let (user_json, mut new_blobs) = blobs::externalize(&turn.user.parts)?;
-    let (model_json, model_blobs) = blobs::externalize(&turn.model.parts)?;
-    new_blobs.extend(model_blobs);
+    let user = Decoded::of(&turn.user.parts)?;
+    let decoded_here;
+    let model = match model_decoded {
+        Some(decoded) => decoded,
+        None => {
+            decoded_here = Decoded::of(&turn.model.parts)?;
+            &decoded_here
+        }
+    };
+    let (user_json, model_json) = (&user.json, &model.json);
     let mut put_blob =
         conn.prepare_cached("INSERT OR IGNORE INTO blobs (hash, bytes) VALUES (?1, ?2)")?;
-    for blob in &new_blobs {
-        put_blob.execute(params![blob.hash, blob.bytes])?;
+    for blob in user.blobs.iter().chain(&model.blobs) {
+        put_blob.execute(params![blob.hash, &blob.bytes[..]])?;
     }
     let parent_depth: i64 = match parent {
         Some(id) => conn.query_row("SELECT depth FROM contents WHERE id = ?1", [id], |r| {
@@ -89,7 +99,7 @@ fn insert_turn(
     let model_id = conn.last_insert_rowid();
     let mut link = conn
         .prepare_cached("INSERT OR IGNORE INTO content_blobs (content_id, hash) VALUES (?1, ?2)")?;
-    for (id, json) in [(user_id, &user_json), (model_id, &model_json)] {
+    for (id, json) in [(user_id, user_json), (model_id, model_json)] {
         for hash in blobs::references(json)? {
             link.execute(params![id, hash])?;
         }
@@ -227,6 +237,19 @@ impl Store {
         parent: Option<i64>,
         turn: NewTurn<'_>,
     ) -> Result<Appended> {
+        self.append_decoded(session_id, expected_head, parent, turn, None)
+    }
+
+    /// [`Store::append_turn`] with the answer's parts already decoded (`Decoded::of(&turn.model.parts)`): a caller
+    /// that needs the bytes too (for the image files) decodes each answer once.
+    pub fn append_decoded(
+        &mut self,
+        session_id: i64,
+        expected_head: Option<i64>,
+        parent: Option<i64>,
+        turn: NewTurn<'_>,
+        model_decoded: Option<&Decoded>,
+    ) -> Result<Appended> {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -243,7 +266,7 @@ impl Store {
         } else {
             session_id
         };
-        let (user_id, model_id) = insert_turn(&tx, owner, parent, turn)?;
+        let (user_id, model_id) = insert_turn(&tx, owner, parent, turn, model_decoded)?;
         tx.execute(
             "UPDATE sessions SET head_id = ?2, redo = '[]', updated_at = ?3, used_at = ?3 WHERE id = ?1",
             params![owner, model_id, now_ms()],
@@ -285,7 +308,7 @@ impl Store {
         let id = insert_session(&tx, name, settings, None, None)?;
         let mut head = None;
         for turn in turns {
-            head = Some(insert_turn(&tx, id, head, *turn)?.1);
+            head = Some(insert_turn(&tx, id, head, *turn, None)?.1);
         }
         tx.execute(
             "UPDATE sessions SET head_id = ?2 WHERE id = ?1",

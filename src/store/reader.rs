@@ -5,7 +5,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use rusqlite::{Connection, OpenFlags, OptionalExtension};
+use rusqlite::{Connection, MAIN_DB, OpenFlags, OptionalExtension};
 
 use crate::gemini::body::BlobSource;
 
@@ -47,5 +47,33 @@ impl BlobSource for BlobReader {
         // length() of a BLOB comes from the record header: the bytes themselves are not read.
         self.query::<i64>("SELECT length(bytes) FROM blobs WHERE hash = ?1", hash)
             .map(|n| n as u64)
+    }
+
+    /// Incremental blob I/O: each chunk is read from the pages straight into one buffer, so no value is ever held
+    /// whole (a SELECT copies it into SQLite's memory, then into ours).
+    fn read_chunks(
+        &self,
+        hash: &str,
+        chunk: usize,
+        each: &mut dyn FnMut(&[u8]) -> Result<(), String>,
+    ) -> Result<(), String> {
+        let rowid: i64 = self.query("SELECT rowid FROM blobs WHERE hash = ?1", hash)?;
+        let conn = self
+            .conn
+            .lock()
+            .map_err(|_| "the blob reader was poisoned".to_string())?;
+        let blob = conn
+            .blob_open(MAIN_DB, c"blobs", c"bytes", rowid, true)
+            .map_err(|e| format!("blob {hash}: {e}"))?;
+        let mut buffer = vec![0u8; chunk.min(blob.len()).max(1)];
+        let mut at = 0;
+        while at < blob.len() {
+            let n = chunk.min(blob.len() - at);
+            blob.read_at_exact(&mut buffer[..n], at)
+                .map_err(|e| format!("blob {hash}: {e}"))?;
+            each(&buffer[..n])?;
+            at += n;
+        }
+        Ok(())
     }
 }

@@ -75,7 +75,11 @@ fn bench_sdk() {
     machine();
 
     // Start-up first, while this process is still small.
-    let server = FakeGemini::builder().keep_raw_bodies(true).start();
+    let gzip = std::env::var("BENCH_GZIP").is_ok_and(|v| v == "1");
+    let server = FakeGemini::builder()
+        .keep_raw_bodies(true)
+        .compress(gzip)
+        .start();
     let version = median_ms(20, || {
         let sandbox = Sandbox::bare();
         let started = Instant::now();
@@ -83,6 +87,14 @@ fn bench_sdk() {
         started.elapsed()
     });
     let (repl_new, repl_resume) = repl_ready(&server);
+    // A new database costs fsyncs (tens of ms on this machine's busy disk, and as unsteady): once per database,
+    // not per turn. Each run below starts on a database made just before it, as anyone past their first run does.
+    let new_database = median_ms(5, || {
+        let sandbox = Sandbox::new(&server);
+        let started = Instant::now();
+        sandbox.run(&["sessions"], "").expect_code(0);
+        started.elapsed()
+    });
 
     // peel through the thread, each run with a new database; the first run's database and largest request are
     // measured.
@@ -91,6 +103,7 @@ fn bench_sdk() {
     let mut db = None;
     for _ in 0..runs {
         let sandbox = Sandbox::new(&server);
+        sandbox.run(&["sessions"], "").expect_code(0);
         let run = run_peel(&sandbox, &script, turns);
         let requests = take_requests(&server, turns, "peel");
         floor_runs.push(floor(&server, &requests));
@@ -298,6 +311,10 @@ fn bench_sdk() {
         &format!("{} / {}", db.file + db.wal, db.blob_bytes),
     );
     goal("peel --version, ms", version, 20.0, "median of 20 runs");
+    println!(
+        "  (a new database: {new_database:.1} ms for `peel sessions` on none, median of 5; each run above starts on \
+         one made before it)"
+    );
     goal(
         "REPL ready, 200 threads, ms",
         repl_new.max(repl_resume),
@@ -308,6 +325,59 @@ fn bench_sdk() {
         ),
     );
     println!("load average at the end: {}", load_average());
+}
+
+/// peel through the benchmark's thread under a profiler, to see where its time goes before changing anything:
+///
+///     PEEL_PROFILER="perf record -e cpu-clock -F 4999 -g -o /tmp/peel.perf --" \
+///         cargo test --release --test integration -- --ignored --nocapture bench_profile
+///
+/// (`valgrind --tool=callgrind --callgrind-out-file=/tmp/peel.cg` counts instructions instead.)
+#[test]
+#[ignore]
+fn bench_profile() {
+    let profiler = std::env::var("PEEL_PROFILER").unwrap_or_default();
+    let mut words = profiler.split_whitespace();
+    let gzip = std::env::var("BENCH_GZIP").is_ok_and(|v| v == "1");
+    let server = FakeGemini::builder().compress(gzip).start();
+    let sandbox = Sandbox::new(&server);
+    sandbox.run(&["sessions"], "").expect_code(0);
+    let peel = sandbox.peel(&["--json", "--size", SIZE, "-s", "bench"]);
+    let mut command = match words.next() {
+        Some(program) => {
+            let mut command = Command::new(program);
+            command
+                .args(words)
+                .arg(peel.get_program())
+                .args(peel.get_args());
+            command
+        }
+        None => Command::new(peel.get_program()),
+    };
+    command.env_clear();
+    for (name, value) in peel.get_envs() {
+        if let Some(value) = value {
+            command.env(name, value);
+        }
+    }
+    if let Some(dir) = peel.get_current_dir() {
+        command.current_dir(dir);
+    }
+    let script: String = PROMPTS.iter().map(|p| format!("{p}\n")).collect();
+    let measured = run_measured(command, &script);
+    assert_eq!(measured.code, 0, "{}", measured.stderr);
+    let requests = server.requests();
+    let server_ms: f64 = requests.iter().filter_map(|r| r.server_time).map(ms).sum();
+    println!(
+        "peel under {profiler:?}: {:.0} ms wall, CPU {:.0} ms (user {:.0}, sys {:.0}); server {server_ms:.0} ms for \
+         {} requests; the first request's body in {:.1} ms from the spawn",
+        ms(measured.wall),
+        ms(measured.user + measured.sys),
+        ms(measured.user),
+        ms(measured.sys),
+        requests.len(),
+        ms(requests[0].received_at - measured.started),
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -708,7 +778,9 @@ pub(crate) fn run_measured(mut command: Command, stdin: &str) -> Measured {
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let program = std::fs::canonicalize(command.get_program()).expect("the program exists");
+    // A program named without a path (a profiler from PATH) is compared by name.
+    let program = std::fs::canonicalize(command.get_program())
+        .unwrap_or_else(|_| PathBuf::from(command.get_program()));
     let started = Instant::now();
     let mut child = command.spawn().expect("the command starts");
     let pid = i32::try_from(child.id()).unwrap();

@@ -119,6 +119,9 @@ pub struct Config {
     pub stream_event_delay: Duration,
     /// When set, other model ids get the real 404 "models/X is not found".
     pub models: Option<Vec<String>>,
+    /// Compress answers for a client that asks (`Accept-Encoding: gzip`), as Google's front ends do (on by
+    /// default).
+    pub compress: bool,
     /// Keep every request body's bytes as they arrived ([`RecordedRequest::raw_body`]), so a benchmark can send
     /// the very same bytes again.
     pub keep_raw_bodies: bool,
@@ -139,6 +142,7 @@ impl Default for Config {
             stream_event_delay: Duration::ZERO,
             models: None,
             keep_raw_bodies: false,
+            compress: true,
         }
     }
 }
@@ -191,6 +195,11 @@ impl Config {
 
     pub fn stream_event_delay(mut self, delay: Duration) -> Self {
         self.stream_event_delay = delay;
+        self
+    }
+
+    pub fn compress(mut self, compress: bool) -> Self {
+        self.compress = compress;
         self
     }
 
@@ -902,7 +911,7 @@ async fn answer(
     started: Instant,
 ) -> (u64, Response) {
     let endpoint = Endpoint::parse(uri.path(), uri.query()).map(|endpoint| Endpoint {
-        gzip: super::fake_gzip::accepts_gzip(&headers),
+        gzip: shared.config.compress && super::fake_gzip::accepts_gzip(&headers),
         ..endpoint
     });
     let parsed = serde_json::from_slice::<Value>(&body).map(Arc::new);
