@@ -94,8 +94,9 @@ pub fn check_references(contents: &[Content], model: &str) -> Result<()> {
         .map_or((14, String::new()), |c| (c.max_reference_images, c.on()));
     if references > max {
         bail!(
-            "{model} takes at most {max} reference images in a request{on}; this one would carry {references}: \
-             /detach drops the attachments, /context last N sends fewer earlier turns"
+            "{model} takes at most {} in a request{on}; this one would carry {references}: /detach drops the \
+             attachments, /context last N sends fewer earlier turns",
+            render::count(max, "reference image")
         );
     }
     Ok(())
@@ -313,6 +314,30 @@ mod tests {
         assert_eq!(m.bytes, serde_json::to_vec(&request).unwrap().len() as u64);
         assert_eq!(m.images, 3);
         assert_eq!(m.tokens, 3 * 560 + (3 * 8 + 4_u64).div_ceil(4));
+    }
+
+    #[test]
+    fn input_images_count_at_the_models_own_figure() {
+        // 30 earlier 2.5 turns: 7,740 tokens at 258 an image, well inside its 32,768. At 1290 an image (its
+        // output figure, used before) this request was refused.
+        let request = GenerateContentRequest {
+            contents: thread(30),
+            generation_config: GenerationConfig::default(),
+            tools: Vec::new(),
+            system_instruction: None,
+        };
+        let blobs: Arc<dyn BlobSource> = Arc::new(crate::gemini::body::NoBlobs);
+        let nano = measure(&request, "gemini-2.5-flash-image", &blobs).unwrap();
+        assert_eq!(nano.images, 30);
+        assert_eq!(nano.tokens - nano.tokens % 258, 30 * 258);
+        let limits = Limits {
+            max_bytes: 100_000_000,
+            max_tokens: input_token_limit("gemini-2.5-flash-image"),
+        };
+        assert_eq!(limits.max_tokens, Some(32_768));
+        assert!(nano.over(&limits, &ContextPolicy::Full).is_none());
+        let pro = measure(&request, "gemini-3-pro-image", &blobs).unwrap();
+        assert!(pro.tokens >= 30 * 560);
     }
 
     #[test]

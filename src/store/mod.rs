@@ -246,6 +246,8 @@ impl Store {
             conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
         }
         conn.pragma_update(None, "synchronous", "NORMAL")?;
+        // Statement journals spill to a temporary file past 64 KiB, a single page here: keep them in memory.
+        conn.pragma_update(None, "temp_store", "MEMORY")?;
         migrate::migrate(&mut conn)?;
         Ok(Store {
             checkpointer: None,

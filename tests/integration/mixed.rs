@@ -194,3 +194,87 @@ fn server_image(server: &FakeGemini) -> String {
     sandbox.run(&["-s", "x"], "anything\n").expect_code(0);
     server.issued_images().last().unwrap().data.clone()
 }
+
+/// A PNG of `w`x`h` in the sandbox, to attach.
+fn png(sandbox: &Sandbox, name: &str) -> String {
+    let path = sandbox.path(name);
+    image::RgbImage::new(8, 8).save(&path).unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+#[test]
+fn reference_limits_are_the_models_and_a_profile_can_narrow_what_is_taken() {
+    let server = FakeGemini::start();
+    let sandbox = Sandbox::new(&server);
+    let images: Vec<String> = (0..4)
+        .map(|i| png(&sandbox, &format!("r{i}.png")))
+        .collect();
+    let attach = |n: usize| format!("/attach {}\n", images[..n].join(" "));
+
+    // 2.5 takes 3 reference images; 3 Pro takes 14.
+    let run = sandbox
+        .run(&["-s", "n", "-m", NANO], &format!("{}four\n", attach(4)))
+        .expect_code(1);
+    assert!(
+        run.stderr.contains("takes at most 3 reference images")
+            && run.stderr.contains("would carry 4"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(server.request_count(), 0, "refused before sending");
+    sandbox
+        .run(&["-s", "n2", "-m", NANO], &format!("{}three\n", attach(3)))
+        .expect_code(0);
+    sandbox
+        .run(&["-s", "p", "-m", PRO], &format!("{}four\n", attach(4)))
+        .expect_code(0);
+    assert_eq!(server.request_count(), 2);
+
+    // A profile's own lists and limits.
+    let config = sandbox.path("config.toml");
+    std::fs::write(
+        &config,
+        "[profiles.narrow]\nratios = [\"1:1\", \"16:9\"]\nsizes = [\"1K\"]\nmax_reference_images = 1\n",
+    )
+    .unwrap();
+    let with_profile = |stdin: &str| {
+        let mut command = sandbox.peel(&[
+            "--config",
+            config.to_str().unwrap(),
+            "-p",
+            "narrow",
+            "-s",
+            "q",
+        ]);
+        command.env("PEEL_MODEL", PRO);
+        sandbox.run_command(command, stdin)
+    };
+    let run = with_profile("/aspect 4:3\n").expect_code(1);
+    assert!(
+        run.stderr
+            .contains("does not take aspect ratio 4:3 on profile narrow; it takes 1:1 16:9"),
+        "{}",
+        run.stderr
+    );
+    let run = with_profile("/size 2K\n").expect_code(1);
+    assert!(
+        run.stderr
+            .contains("does not take size 2K on profile narrow"),
+        "{}",
+        run.stderr
+    );
+    let run = with_profile(&format!("{}two\n", attach(2))).expect_code(1);
+    assert!(
+        run.stderr
+            .contains("takes at most 1 reference image in a request on profile narrow"),
+        "{}",
+        run.stderr
+    );
+    with_profile("/aspect 16:9\none\n").expect_code(0);
+    assert_eq!(server.request_count(), 3);
+    let sent = &server.requests()[2];
+    assert_eq!(
+        sent.json()["generationConfig"]["imageConfig"]["aspectRatio"],
+        "16:9"
+    );
+}
