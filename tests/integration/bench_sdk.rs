@@ -37,10 +37,10 @@ use crate::support::fake_gemini::{FakeGemini, RecordedRequest};
 use crate::support::raw_http;
 
 const MODEL: &str = "gemini-3-pro-image";
-const SIZE: &str = "2K";
+pub(crate) const SIZE: &str = "2K";
 const LIMIT: Duration = Duration::from_secs(15 * 60);
 
-const PROMPTS: [&str; 10] = [
+pub(crate) const PROMPTS: [&str; 10] = [
     "a lighthouse on a cliff at dawn, photographic",
     "make the sky more orange",
     "add a small red boat in the bay",
@@ -325,59 +325,6 @@ fn bench_sdk() {
         ),
     );
     println!("load average at the end: {}", load_average());
-}
-
-/// peel through the benchmark's thread under a profiler, to see where its time goes before changing anything:
-///
-///     PEEL_PROFILER="perf record -e cpu-clock -F 4999 -g -o /tmp/peel.perf --" \
-///         cargo test --release --test integration -- --ignored --nocapture bench_profile
-///
-/// (`valgrind --tool=callgrind --callgrind-out-file=/tmp/peel.cg` counts instructions instead.)
-#[test]
-#[ignore]
-fn bench_profile() {
-    let profiler = std::env::var("PEEL_PROFILER").unwrap_or_default();
-    let mut words = profiler.split_whitespace();
-    let gzip = std::env::var("BENCH_GZIP").is_ok_and(|v| v == "1");
-    let server = FakeGemini::builder().compress(gzip).start();
-    let sandbox = Sandbox::new(&server);
-    sandbox.run(&["sessions"], "").expect_code(0);
-    let peel = sandbox.peel(&["--json", "--size", SIZE, "-s", "bench"]);
-    let mut command = match words.next() {
-        Some(program) => {
-            let mut command = Command::new(program);
-            command
-                .args(words)
-                .arg(peel.get_program())
-                .args(peel.get_args());
-            command
-        }
-        None => Command::new(peel.get_program()),
-    };
-    command.env_clear();
-    for (name, value) in peel.get_envs() {
-        if let Some(value) = value {
-            command.env(name, value);
-        }
-    }
-    if let Some(dir) = peel.get_current_dir() {
-        command.current_dir(dir);
-    }
-    let script: String = PROMPTS.iter().map(|p| format!("{p}\n")).collect();
-    let measured = run_measured(command, &script);
-    assert_eq!(measured.code, 0, "{}", measured.stderr);
-    let requests = server.requests();
-    let server_ms: f64 = requests.iter().filter_map(|r| r.server_time).map(ms).sum();
-    println!(
-        "peel under {profiler:?}: {:.0} ms wall, CPU {:.0} ms (user {:.0}, sys {:.0}); server {server_ms:.0} ms for \
-         {} requests; the first request's body in {:.1} ms from the spawn",
-        ms(measured.wall),
-        ms(measured.user + measured.sys),
-        ms(measured.user),
-        ms(measured.sys),
-        requests.len(),
-        ms(requests[0].received_at - measured.started),
-    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -757,14 +704,14 @@ fn time_to_prompt(sandbox: &Sandbox, args: &[&str], prompt: &str) -> Duration {
 /// A finished child process.
 pub(crate) struct Measured {
     pub(crate) code: i32,
-    started: Instant,
-    wall: Duration,
+    pub(crate) started: Instant,
+    pub(crate) wall: Duration,
     /// Each stdout line with the moment it arrived.
-    lines: Vec<(Instant, String)>,
+    pub(crate) lines: Vec<(Instant, String)>,
     pub(crate) stderr: String,
     pub(crate) max_rss_kb: u64,
-    user: Duration,
-    sys: Duration,
+    pub(crate) user: Duration,
+    pub(crate) sys: Duration,
     minor_faults: u64,
 }
 
@@ -941,7 +888,7 @@ fn manifest_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn ms(d: Duration) -> f64 {
+pub(crate) fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 

@@ -10,6 +10,7 @@ mod editing;
 mod fake_server;
 mod harness;
 mod mixed;
+mod profile;
 mod providers;
 mod repl;
 mod retries;
