@@ -274,7 +274,7 @@ fn model_ids() -> Vec<CompletionCandidate> {
 fn ratios() -> Vec<CompletionCandidate> {
     let mut all: Vec<&str> = Vec::new();
     for model in crate::gemini::models::MODELS {
-        for ratio in model.ratios() {
+        for &ratio in model.ratios {
             if !all.contains(&ratio) {
                 all.push(ratio);
             }

@@ -60,6 +60,12 @@ pub struct ProfileConfig {
     pub size: Option<String>,
     pub out: Option<String>,
     pub max_request_mb: Option<u64>,
+    /// The aspect ratios this provider takes, for every model (replacing the models' own lists).
+    pub ratios: Option<Vec<String>>,
+    /// The image sizes this provider takes, for every model that takes sizes at all.
+    pub sizes: Option<Vec<String>>,
+    /// The reference images one request may carry, for every model.
+    pub max_reference_images: Option<usize>,
     /// Retries after the first attempt.
     pub retries: Option<u32>,
     /// The first backoff wait in milliseconds; it doubles with each retry.
@@ -77,7 +83,7 @@ pub struct ProfileConfig {
     pub stream: Option<bool>,
     pub thoughts: Option<bool>,
     pub search: Option<bool>,
-    /// Vertex AI only: `ALLOW_ALL`, `ALLOW_ADULT` or `ALLOW_NONE`.
+    /// Vertex AI only: `ALLOW_ALL`, `ALLOW_ADULT` or `ALLOW_NONE` (`DONT_ALLOW` is taken for `ALLOW_NONE`).
     pub person_generation: Option<String>,
     /// Vertex AI only: `image/png` or `image/jpeg`.
     pub output_mime_type: Option<String>,
@@ -112,6 +118,9 @@ impl ProfileConfig {
             size: self.size.or(base.size),
             out: self.out.or(base.out),
             max_request_mb: self.max_request_mb.or(base.max_request_mb),
+            ratios: self.ratios.or(base.ratios),
+            sizes: self.sizes.or(base.sizes),
+            max_reference_images: self.max_reference_images.or(base.max_reference_images),
             retries: self.retries.or(base.retries),
             backoff_ms: self.backoff_ms.or(base.backoff_ms),
             connect_timeout: self.connect_timeout.or(base.connect_timeout),
@@ -366,7 +375,7 @@ pub fn new_session_settings(
             .model
             .as_deref()
             .map_or(base.model.clone(), |m| models::resolve(m).0);
-        if models::info(&model).is_none_or(|m| m.takes_size(&size)) {
+        if models::capabilities(&model).is_none_or(|m| m.takes_size(&size)) {
             base.size = Some(size);
         }
     }
@@ -419,35 +428,8 @@ pub fn backend(cli: &Cli, config: &Config) -> Result<Backend> {
     }
     let values = &config.values;
     let vertex = cli.vertex || values.vertex == Some(true);
-    let location = cli
-        .location
-        .clone()
-        .or_else(|| values.location.clone())
-        .unwrap_or_else(|| "global".into());
-    let project = cli.project.clone().or_else(|| values.project.clone());
-    let api = match (vertex, project) {
-        (false, _) => Api::Gemini,
-        (true, Some(project)) => Api::Vertex {
-            project: path_segment(&project, "project")?,
-            location: path_segment(&location, "location")?,
-        },
-        (true, None) => Api::VertexExpress,
-    };
-    let base_url = cli
-        .base_url
-        .clone()
-        .or_else(|| values.base_url.clone())
-        .unwrap_or_else(|| match &api {
-            Api::Gemini => DEFAULT_BASE_URL.to_string(),
-            Api::Vertex { location, .. } => client::vertex_base_url(location),
-            Api::VertexExpress => client::vertex_base_url("global"),
-        });
-    let base_url = base_url.trim().to_string();
-    if !(base_url.starts_with("https://") || base_url.starts_with("http://")) {
-        return Err(usage_error(format!(
-            "the base URL must start with https:// or http://, not {base_url:?}"
-        )));
-    }
+    let api = api(cli, values)?;
+    let base_url = base_url(cli, values, &api)?;
     let vertex_image_config = vertex_image_config(values, vertex, config.profile.as_deref())?;
     let helper = HelperOptions {
         timeout: Duration::from_secs(values.cmd_timeout.unwrap_or(DEFAULT_CMD_TIMEOUT_S).max(1)),
@@ -479,9 +461,12 @@ pub fn backend(cli: &Cli, config: &Config) -> Result<Backend> {
             base_delay: Duration::from_millis(values.backoff_ms.unwrap_or(1000)),
             ..RetryPolicy::default()
         },
-        max_request_bytes: usize::try_from(values.max_request_mb.unwrap_or(100))
-            .unwrap_or(usize::MAX)
-            .saturating_mul(1_000_000),
+        max_request_bytes: usize::try_from(
+            provider(cli, config)?
+                .max_request_bytes()
+                .unwrap_or(crate::gemini::DEFAULT_MAX_REQUEST_BYTES as u64),
+        )
+        .unwrap_or(usize::MAX),
         max_response_bytes: values
             .max_response_mb
             .unwrap_or(DEFAULT_MAX_RESPONSE_MB)
@@ -493,6 +478,89 @@ pub fn backend(cli: &Cli, config: &Config) -> Result<Backend> {
         vertex_image_config,
     })?;
     Ok(Backend::Remote(Box::new(client)))
+}
+
+/// Which URL scheme the server speaks: the Gemini API's, Vertex AI's with a project, or Vertex express mode's.
+fn api(cli: &Cli, values: &ProfileConfig) -> Result<Api> {
+    let vertex = cli.vertex || values.vertex == Some(true);
+    let location = cli
+        .location
+        .clone()
+        .or_else(|| values.location.clone())
+        .unwrap_or_else(|| "global".into());
+    let project = cli.project.clone().or_else(|| values.project.clone());
+    Ok(match (vertex, project) {
+        (false, _) => Api::Gemini,
+        (true, Some(project)) => Api::Vertex {
+            project: path_segment(&project, "project")?,
+            location: path_segment(&location, "location")?,
+        },
+        (true, None) => Api::VertexExpress,
+    })
+}
+
+/// The server's base URL: --base-url / PEEL_BASE_URL, else the profile's, else the API's own host.
+fn base_url(cli: &Cli, values: &ProfileConfig, api: &Api) -> Result<String> {
+    let base_url = cli
+        .base_url
+        .clone()
+        .or_else(|| values.base_url.clone())
+        .unwrap_or_else(|| match api {
+            Api::Gemini => DEFAULT_BASE_URL.to_string(),
+            Api::Vertex { location, .. } => client::vertex_base_url(location),
+            Api::VertexExpress => client::vertex_base_url("global"),
+        });
+    let base_url = base_url.trim().to_string();
+    if !(base_url.starts_with("https://") || base_url.starts_with("http://")) {
+        return Err(usage_error(format!(
+            "the base URL must start with https:// or http://, not {base_url:?}"
+        )));
+    }
+    Ok(base_url)
+}
+
+/// Who this run talks to, as far as what the models take goes: the built-in figures of a gateway peel knows (by
+/// its base URL) under the profile's own `ratios`, `sizes`, `max_reference_images` and `max_request_mb`. The
+/// offline stand-in takes what the models take.
+pub fn provider(cli: &Cli, config: &Config) -> Result<models::Provider> {
+    if cli.offline {
+        return Ok(models::Provider::default());
+    }
+    let values = &config.values;
+    let gateway = models::ProviderLimits::built_in(&base_url(cli, values, &api(cli, values)?)?);
+    let bad = |e: anyhow::Error| usage_error(format!("config: {e}"));
+    let ratios = match &values.ratios {
+        Some(list) => Some(
+            list.iter()
+                .map(|r| models::normalize_ratio(r))
+                .collect::<Result<Vec<_>>>()
+                .map_err(bad)?,
+        ),
+        None => None,
+    };
+    let sizes = match &values.sizes {
+        Some(list) => Some(
+            list.iter()
+                .map(|s| models::normalize_size(s))
+                .collect::<Result<Vec<_>>>()
+                .map_err(bad)?,
+        ),
+        None => None,
+    };
+    let name = config
+        .profile
+        .as_ref()
+        .map_or("the config file".to_string(), |p| format!("profile {p}"));
+    Ok(models::Provider {
+        gateway,
+        profile: models::ProviderLimits {
+            name: Some(name),
+            ratios,
+            sizes,
+            max_reference_images: values.max_reference_images,
+            max_request_bytes: values.max_request_mb.map(|mb| mb.saturating_mul(1_000_000)),
+        },
+    })
 }
 
 /// A project or location goes into the URL path as it is: refuse anything that would change the path.
@@ -570,13 +638,10 @@ fn vertex_image_config(
         )));
     }
     if let Some(person) = &values.person_generation {
-        let person = person.to_ascii_uppercase();
-        if !["ALLOW_ALL", "ALLOW_ADULT", "ALLOW_NONE"].contains(&person.as_str()) {
-            return Err(usage_error(format!(
-                "person_generation {person:?}: use ALLOW_ALL, ALLOW_ADULT or ALLOW_NONE"
-            )));
-        }
-        fields.insert("personGeneration".into(), json!(person));
+        fields.insert(
+            "personGeneration".into(),
+            json!(person_generation(person).map_err(usage_error)?),
+        );
     }
     let mut output = Map::new();
     if let Some(mime) = &values.output_mime_type {
@@ -602,6 +667,21 @@ fn vertex_image_config(
         fields.insert("imageOutputOptions".into(), Value::Object(output));
     }
     Ok(fields)
+}
+
+/// The value Vertex AI's `imageConfig.personGeneration` takes for a spelling of it. Vertex's ImageConfig enum says
+/// `ALLOW_ALL`, `ALLOW_ADULT`, `ALLOW_NONE` (the aiplatform v1 reference, `ImageConfig.PersonGeneration`); the
+/// google-genai SDK's own enum for Imagen says `DONT_ALLOW` for the last (`types.PersonGeneration`). Both are taken;
+/// the one Vertex takes is sent.
+fn person_generation(value: &str) -> Result<&'static str, String> {
+    match value.trim().to_ascii_uppercase().as_str() {
+        "ALLOW_ALL" => Ok("ALLOW_ALL"),
+        "ALLOW_ADULT" => Ok("ALLOW_ADULT"),
+        "ALLOW_NONE" | "DONT_ALLOW" => Ok("ALLOW_NONE"),
+        other => Err(format!(
+            "person_generation {other:?}: use ALLOW_ALL, ALLOW_ADULT or ALLOW_NONE (DONT_ALLOW)"
+        )),
+    }
 }
 
 #[cfg(test)]
@@ -687,6 +767,15 @@ person_generation = "ALLOW_ADULT"
             ..ProfileConfig::default()
         };
         assert!(vertex_image_config(&bad, true, None).is_err());
+        // Both documented spellings of "no people"; Vertex gets the one it takes.
+        for spelling in ["DONT_ALLOW", "dont_allow", "ALLOW_NONE"] {
+            let values = ProfileConfig {
+                person_generation: Some(spelling.into()),
+                ..ProfileConfig::default()
+            };
+            let fields = vertex_image_config(&values, true, None).unwrap();
+            assert_eq!(fields["personGeneration"], "ALLOW_NONE", "{spelling}");
+        }
     }
 
     #[test]

@@ -79,6 +79,9 @@ pub fn run(cli: Cli) -> Result<Outcome> {
         ));
     }
     config::check_transport(&cli, &cfg)?;
+    // What the provider takes (a gateway's documented lists, the profile's own keys) applies to every
+    // capability looked up in this run, before any setting is checked.
+    gemini::models::use_provider(config::provider(&cli, &cfg)?);
     let backend = config::backend(&cli, &cfg)?;
     // A key is needed only to send: a one-shot prompt without one is a usage error before anything happens.
     if mode == Mode::OneShot

@@ -35,7 +35,6 @@ const SIGNATURE_BYTES: usize = 1024;
 const SKIP_SIGNATURE: &str = "skip_thought_signature_validator";
 /// The long side of the canvas our own pixel loops draw on.
 const WORK_LONG_SIDE: f32 = 256.0;
-const TOKENS_PER_INPUT_IMAGE: u64 = 560;
 const MAX_SHAPES: usize = 5;
 
 /// A colour as 0..=255 floats, for mixing.
@@ -185,7 +184,7 @@ fn answer(
     };
     Ok(GenerateContentResponse {
         candidates: vec![candidate],
-        usage_metadata: Some(usage(request, &text, image_tokens, thoughts)),
+        usage_metadata: Some(usage(model, request, &text, image_tokens, thoughts)),
         model_version: Some(format!("{model}-offline")),
         response_id: Some(URL_SAFE_NO_PAD.encode(&fingerprint[..15])),
         ..GenerateContentResponse::default()
@@ -320,19 +319,21 @@ fn decode(data: &InlineData) -> Option<DynamicImage> {
     image::load_from_memory(&STANDARD.decode(&data.data).ok()?).ok()
 }
 
-/// Plausible counts: text at 4 characters a token, 560 tokens per input image.
+/// Plausible counts: text at 4 characters a token, input images at the model table's figure.
 fn usage(
+    model: &str,
     request: &GenerateContentRequest,
     text: &str,
     image_tokens: Option<u64>,
     thoughts: Option<u64>,
 ) -> UsageMetadata {
     let text_tokens = |s: &str| (s.chars().count() as u64).div_ceil(4);
+    let per_image = crate::gemini::models::info(model).map_or(560, |m| m.tokens_per_input_image);
     let contents = request.contents.iter().chain(&request.system_instruction);
     let parts = contents.flat_map(|c| &c.parts).filter(|p| !p.is_thought());
     let prompt = parts.fold(0, |sum, part| match (&part.text, &part.inline_data) {
         (Some(text), _) => sum + text_tokens(text),
-        (None, Some(_)) => sum + TOKENS_PER_INPUT_IMAGE,
+        (None, Some(_)) => sum + per_image,
         (None, None) => sum,
     });
     let candidates = text_tokens(text) + image_tokens.unwrap_or(0);

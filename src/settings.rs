@@ -146,42 +146,46 @@ impl Settings {
     pub fn generation_config(&self) -> Result<GenerationConfig> {
         self.validate()?;
         let mut image = ImageConfig::default();
-        let info = models::info(&self.model);
+        let caps = models::capabilities(&self.model);
         if let Some(aspect) = &self.aspect {
-            if let Some(info) = info
-                && !info.takes_ratio(aspect)
+            if let Some(caps) = &caps
+                && !caps.takes_ratio(aspect)
             {
                 bail!(
-                    "{} does not take aspect ratio {aspect}; it takes {}",
+                    "{} does not take aspect ratio {aspect}{}; it takes {}",
                     self.model,
-                    info.ratios().join(" ")
+                    caps.on(),
+                    caps.ratios.join(" ")
                 );
             }
             image.aspect_ratio = Some(aspect.clone());
         }
-        match (info, &self.size) {
-            (Some(info), Some(size)) if !info.takes_size(size) => {
-                if info.sizes.is_empty() {
+        match (&caps, &self.size) {
+            (Some(caps), Some(size)) if !caps.takes_size(size) => {
+                if caps.info.sizes.is_empty() {
                     bail!(
                         "{} takes no image size; use /size auto (or drop --size)",
                         self.model
                     );
                 }
                 bail!(
-                    "{} does not take size {size}; it takes {}",
+                    "{} does not take size {size}{}; it takes {}",
                     self.model,
-                    info.sizes.join(", ")
+                    caps.on(),
+                    caps.sizes.join(", ")
                 );
             }
-            (Some(info), None) if info.sizes.is_empty() => {}
+            (Some(caps), None) if caps.sizes.is_empty() => {}
+            // The default 1K, left out where the provider does not pass it on.
+            (Some(caps), None) if !caps.takes_size(DEFAULT_SIZE) => {}
             (_, size) => {
                 image.image_size = Some(size.clone().unwrap_or_else(|| DEFAULT_SIZE.to_string()))
             }
         }
         let thinking = self.thinking_config()?;
         if self.search
-            && let Some(info) = info
-            && !info.search
+            && let Some(caps) = &caps
+            && !caps.info.search
         {
             bail!(
                 "{} cannot ground its answers in Google Search; use /search off, or a Gemini 3 model",

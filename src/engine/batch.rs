@@ -29,7 +29,8 @@ use super::{Cancel, Cancelled, Engine, TurnRef};
 use crate::gemini::batch::{BatchJob, BatchOutput, BatchRequest, BatchResult, BatchState};
 use crate::gemini::body::Marks;
 use crate::gemini::outcome::{Outcome, classify};
-use crate::gemini::{Backend, Client, Content, GeminiError, GenerateContentRequest, Part, models};
+use crate::gemini::signatures::MadeBy;
+use crate::gemini::{Backend, Client, Content, GeminiError, GenerateContentRequest, Part};
 use crate::settings::Settings;
 use crate::store::batches::{BatchRecord, BatchRequestRow, BatchRow, NewBatch, NewBatchRequest};
 use crate::store::{ImageMeta, Store, TurnMeta};
@@ -154,7 +155,7 @@ impl Engine {
         self.store.refuse_if_read_only()?;
         remote(&self.backend)?;
         let lines = batch_input::read(&spec.file)?;
-        let (into, history) = self.batch_history(spec.into.as_deref())?;
+        let into = self.batch_target(spec.into.as_deref())?;
         let shared: Vec<Part> = spec
             .references
             .iter()
@@ -186,6 +187,11 @@ impl Engine {
         let mut submitted = Vec::new();
         for (model, requests) in &groups {
             let display_name: String = format!("peel {stem}").chars().take(120).collect();
+            // The history as this group's model takes it (its own signatures, the dummy for other families').
+            let history = match into {
+                Some((_, parent)) => self.thread_for(parent, model)?,
+                None => Vec::new(),
+            };
             let id = self.store.create_batch(&NewBatch {
                 model,
                 display_name: &display_name,
@@ -219,15 +225,10 @@ impl Engine {
         Ok(submitted)
     }
 
-    /// `--into SESSION[@TURN]`: the session and the content its requests continue from, and that history by
-    /// reference.
-    #[allow(clippy::type_complexity)]
-    fn batch_history(
-        &mut self,
-        into: Option<&str>,
-    ) -> Result<(Option<(i64, Option<i64>)>, Vec<Content>)> {
+    /// `--into SESSION[@TURN]`: the session and the content its requests continue from.
+    fn batch_target(&mut self, into: Option<&str>) -> Result<Option<(i64, Option<i64>)>> {
         let Some(into) = into else {
-            return Ok((None, Vec::new()));
+            return Ok(None);
         };
         let (name, turn) = match into.rsplit_once('@') {
             Some((name, turn)) => (name, Some(turn.parse::<TurnRef>()?)),
@@ -248,8 +249,7 @@ impl Engine {
                 Some(node?.model_id)
             }
         };
-        let history = self.store.contents_by_reference(parent)?;
-        Ok((Some((row.id, parent)), history))
+        Ok(Some((row.id, parent)))
     }
 
     /// The request of one line: its prompt content (text, then the shared references, then its own) and settings.
@@ -265,12 +265,12 @@ impl Engine {
         for path in &line.references {
             parts.push(image_part(&Attachment::read(path)?));
         }
-        let max = models::info(&settings.model)
-            .map_or(models::MAX_REFERENCE_IMAGES, |m| m.max_reference_images);
+        let (max, on) = super::context::reference_limit(&settings.model);
         if parts.len() - 1 > max {
             bail!(
-                "{} takes at most {max} reference images, and this prompt has {}",
+                "{} takes at most {}{on}, and this prompt has {}",
                 settings.model,
+                crate::text::count(max, "reference image"),
                 parts.len() - 1
             );
         }
@@ -523,6 +523,7 @@ impl Engine {
             name: &name,
             requests: &requests,
             out_root: &self.out_root,
+            made_by: self.backend.made_by(),
             summary: FetchSummary::default(),
             relabel: Vec::new(),
             error: None,
@@ -602,6 +603,8 @@ struct Fetcher<'a> {
     name: &'a str,
     requests: &'a HashMap<String, BatchRequestRow>,
     out_root: &'a Path,
+    /// Who answers the batch's requests: whose thought signatures the stored answers carry.
+    made_by: MadeBy,
     summary: FetchSummary,
     /// Turns that got their second take: their first take's files are renamed after.
     relabel: Vec<(i64, i64)>,
@@ -719,6 +722,7 @@ impl Fetcher<'_> {
             sources,
             interaction_id: None,
             batch: Some(self.name.to_string()),
+            made_by: Some(self.made_by.clone()),
         };
         let recorded = self.store.record_batch_result(
             self.batch,

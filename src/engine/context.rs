@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 
 use super::Engine;
 use super::images::{self, Attachment};
@@ -32,19 +32,15 @@ pub struct Limits {
     pub max_tokens: Option<u64>,
 }
 
-/// Input tokens one image costs, re-sent or attached.
+/// Input tokens one image costs, re-sent or attached: the model table's figure (its sources are given there);
+/// 560, the Gemini 3 figure, for a model peel does not know.
 fn tokens_per_image(model: &str) -> u64 {
-    if model.contains("2.5") { 1290 } else { 560 }
+    models::info(model).map_or(560, |m| m.tokens_per_input_image)
 }
 
-/// The models' input token limits (Google's model pages, 2026); unknown models are not checked.
+/// The models' input token limits (the model table); unknown models are not checked.
 pub fn input_token_limit(model: &str) -> Option<u64> {
-    match model {
-        "gemini-3-pro-image" => Some(65_536),
-        "gemini-3.1-flash-image" => Some(131_072),
-        "gemini-2.5-flash-image" => Some(32_768),
-        _ => None,
-    }
+    models::info(model).map(|m| m.input_token_limit)
 }
 
 /// Measures a request without building its body: the large values stay where `blobs` keeps them.
@@ -114,7 +110,8 @@ impl Measure {
     }
 }
 
-/// The reference images a request carries (the images in its user turns), against the model's limit.
+/// The reference images a request carries (the images in its user turns), against what the model takes on this
+/// run's provider. Images the model made itself are its history, not references.
 pub(super) fn check_references(settings: &Settings, contents: &[Content]) -> Result<()> {
     let references = contents
         .iter()
@@ -122,16 +119,24 @@ pub(super) fn check_references(settings: &Settings, contents: &[Content]) -> Res
         .flat_map(|c| &c.parts)
         .filter(|p| p.inline_data.is_some())
         .count();
-    let max = models::info(&settings.model)
-        .map_or(models::MAX_REFERENCE_IMAGES, |m| m.max_reference_images);
+    let (max, on) = reference_limit(&settings.model);
     if references > max {
-        anyhow::bail!(
-            "not sent: {} takes at most {max} reference images in one request, and this one would carry \
-             {references}; /detach drops the attachments, /context last N sends fewer earlier turns",
-            settings.model
+        bail!(
+            "not sent: {} takes at most {} in a request{on}, and this one would carry {references}; /detach \
+             drops the attachments, /context last N sends fewer earlier turns",
+            settings.model,
+            text::count(max, "reference image")
         );
     }
     Ok(())
+}
+
+/// How many reference images a model takes on this run's provider, and " on NAME" when the provider narrowed it;
+/// the most any model takes for an id peel does not know.
+pub(super) fn reference_limit(model: &str) -> (usize, String) {
+    models::capabilities(model).map_or((models::MAX_REFERENCE_IMAGES, String::new()), |c| {
+        (c.max_reference_images, c.on())
+    })
 }
 
 /// `/context`: the next request against the limits, and the policy.
@@ -168,7 +173,7 @@ impl Engine {
         parent: Option<i64>,
         policy: &ContextPolicy,
     ) -> Result<Measure> {
-        let mut contents = self.store.contents_by_reference(parent)?;
+        let mut contents = self.thread_for(parent, &self.session.settings.model)?;
         contents.push(user.clone());
         let settings = &self.session.settings;
         let request = GenerateContentRequest {
@@ -285,7 +290,10 @@ impl Engine {
         session.attachments = std::mem::take(&mut self.session.attachments);
         session.attachments.insert(
             0,
-            Attachment::from_bytes(format!("{}@{}", from.name, last.label()), image.bytes)?,
+            Attachment::from_bytes(
+                format!("{}@{}", from.name, last.label()),
+                image.bytes.to_vec(),
+            )?,
         );
         self.session = session;
         Ok(Fresh {
@@ -342,6 +350,30 @@ mod tests {
         assert_eq!(m.bytes, serde_json::to_vec(&request).unwrap().len() as u64);
         assert_eq!(m.images, 3);
         assert_eq!(m.tokens, 3 * 560 + (3 * 8 + 4_u64).div_ceil(4));
+    }
+
+    #[test]
+    fn input_images_count_at_the_models_own_figure() {
+        // 30 earlier 2.5 turns: 7,740 tokens at 258 an image, well inside its 32,768. At 1290 an image (its
+        // output figure, used before) this request was refused.
+        let request = GenerateContentRequest {
+            contents: thread(30),
+            generation_config: GenerationConfig::default(),
+            tools: Vec::new(),
+            system_instruction: None,
+        };
+        let blobs: Arc<dyn BlobSource> = Arc::new(crate::gemini::body::NoBlobs);
+        let nano = measure(&request, "gemini-2.5-flash-image", &blobs).unwrap();
+        assert_eq!(nano.images, 30);
+        assert_eq!(nano.tokens - nano.tokens % 258, 30 * 258);
+        let limits = Limits {
+            max_bytes: 100_000_000,
+            max_tokens: input_token_limit("gemini-2.5-flash-image"),
+        };
+        assert_eq!(limits.max_tokens, Some(32_768));
+        assert!(nano.over(&limits).is_none());
+        let pro = measure(&request, "gemini-3-pro-image", &blobs).unwrap();
+        assert!(pro.tokens >= 30 * 560);
     }
 
     #[test]

@@ -48,11 +48,7 @@ pub fn export_session(store: &Store, row: &SessionRow, dir: &Path) -> Result<Vec
     let mut total_cost = 0.0;
     let mut total_tokens = 0;
     for stored in &chain {
-        let content = Content {
-            role: Some(stored.role.clone()),
-            parts: store.parts(stored)?,
-            extra: Default::default(),
-        };
+        let content = store.content_of(stored)?;
         if stored.role == "user" {
             let _ = writeln!(transcript, "## Turn {}\n", stored.turn());
             for line in stored.visible_text().lines() {
@@ -240,13 +236,24 @@ pub fn import_thread(
         }
     }
     let name = store.free_name(base)?;
-    let default_meta = TurnMeta::default();
+    // Who made each turn goes along; a file from before peel recorded it is judged as the database migration
+    // judges old rows, and a turn whose file says nothing of it stays unknown (its signatures are then replaced by
+    // the dummy when sent).
+    let metas: Vec<TurnMeta> = (0..thread.contents.len() / 2)
+        .map(|i| {
+            let mut meta = thread.turns.get(i).cloned().unwrap_or_default();
+            if meta.made_by.is_none() {
+                meta.made_by = meta.infer_made_by();
+            }
+            meta
+        })
+        .collect();
     let turns: Vec<NewTurn<'_>> = pairs
-        .enumerate()
-        .map(|(i, pair)| NewTurn {
+        .zip(&metas)
+        .map(|(pair, meta)| NewTurn {
             user: &pair[0],
             model: &pair[1],
-            meta: thread.turns.get(i).unwrap_or(&default_meta),
+            meta,
         })
         .collect();
     let new = NewSession {

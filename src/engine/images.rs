@@ -3,12 +3,11 @@
 use std::path::Path;
 
 use anyhow::{Result, bail};
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
+use bytes::Bytes;
 
 use crate::gemini::Content;
 use crate::gemini::types::InlineData;
-use crate::store::ImageMeta;
+use crate::store::{Decoded, ImageMeta};
 
 /// Larger attachments are refused before anything is sent: the Gemini API takes at most 100 MB per request, and
 /// every earlier image is sent again each turn.
@@ -131,7 +130,8 @@ impl Attachment {
 
 /// An answer image decoded and measured, ready to be written to disk.
 pub struct AnswerImage {
-    pub bytes: Vec<u8>,
+    /// Shared with the store when decoded once for both ([`answer_images_decoded`]).
+    pub bytes: Bytes,
     pub meta: ImageMeta,
     pub ext: &'static str,
 }
@@ -139,29 +139,57 @@ pub struct AnswerImage {
 /// The answer's images that decode, typed by their bytes. A value that is not an image (a redacted capture, say) is
 /// left out rather than written as a broken file; the caller says so.
 pub fn answer_images(content: &Content) -> Vec<AnswerImage> {
-    decode_all(content.answer_images())
+    content
+        .answer_images()
+        .filter_map(|inline| decode(inline).and_then(measure))
+        .collect()
+}
+
+/// [`answer_images`] from a content whose large values `decoded` already holds (decoded for the store): the image
+/// files are written from the very bytes the store keeps, decoded once.
+pub fn answer_images_decoded(content: &Content, decoded: &Decoded) -> Vec<AnswerImage> {
+    content
+        .parts
+        .iter()
+        .enumerate()
+        .filter(|(_, part)| !part.is_thought())
+        .filter_map(|(index, part)| {
+            let inline = part.inline_data.as_ref()?;
+            let bytes = match decoded.inline_bytes(index) {
+                Some(bytes) => bytes.clone(),
+                None => decode(inline)?,
+            };
+            measure(bytes)
+        })
+        .collect()
 }
 
 /// The interim thought images of an answer that decode.
 pub fn thought_images(content: &Content) -> Vec<AnswerImage> {
-    decode_all(content.thought_images())
+    content
+        .thought_images()
+        .filter_map(|inline| decode(inline).and_then(measure))
+        .collect()
 }
 
-fn decode_all<'a>(inlines: impl Iterator<Item = &'a InlineData>) -> Vec<AnswerImage> {
-    inlines
-        .filter_map(|inline| {
-            let bytes = STANDARD.decode(inline.data.as_bytes()).ok()?;
-            let (mime, ext) = sniff(&bytes)?;
-            let (width, height) = dimensions(&bytes).unwrap_or((0, 0));
-            let meta = ImageMeta {
-                mime: mime.to_string(),
-                width,
-                height,
-                bytes: bytes.len() as u64,
-            };
-            Some(AnswerImage { bytes, meta, ext })
-        })
-        .collect()
+fn decode(inline: &InlineData) -> Option<Bytes> {
+    base64_simd::STANDARD
+        .decode_to_vec(inline.data.as_bytes())
+        .ok()
+        .map(Bytes::from)
+}
+
+/// Typed and sized from its bytes; `None` for bytes that are not an image.
+fn measure(bytes: Bytes) -> Option<AnswerImage> {
+    let (mime, ext) = sniff(&bytes)?;
+    let (width, height) = dimensions(&bytes).unwrap_or((0, 0));
+    let meta = ImageMeta {
+        mime: mime.to_string(),
+        width,
+        height,
+        bytes: bytes.len() as u64,
+    };
+    Some(AnswerImage { bytes, meta, ext })
 }
 
 #[cfg(test)]

@@ -41,7 +41,7 @@ pub struct HistoryRow {
 pub struct ImageFile {
     pub path: PathBuf,
     pub meta: ImageMeta,
-    pub bytes: Vec<u8>,
+    pub bytes: bytes::Bytes,
 }
 
 /// `/show`: a turn's answer images, and the images it drew while thinking.

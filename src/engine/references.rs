@@ -11,7 +11,6 @@ use super::Engine;
 use super::branching::TurnRef;
 use super::images::{self, Attachment};
 use super::session::validate_name;
-use crate::gemini::Content;
 
 /// A label naming a stored image.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,16 +94,12 @@ impl Engine {
             }
         };
         let row = self.store.content(model)?;
-        let content = Content {
-            role: Some("model".into()),
-            parts: self.store.parts(&row)?,
-            extra: Default::default(),
-        };
+        let content = self.store.content_of(&row)?;
         let image = images::answer_images(&content)
             .into_iter()
             .next()
             .with_context(|| format!("{label} is a turn without an image"))?;
-        Attachment::from_bytes(label.to_string(), image.bytes)
+        Attachment::from_bytes(label.to_string(), image.bytes.to_vec())
     }
 
     /// Attaches the images a prompt names inline (`@2`), each once; a label that names nothing is an error before

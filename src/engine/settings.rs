@@ -35,22 +35,24 @@ impl Engine {
     pub fn plan_model(&self, id: &str) -> Result<ModelSwitch> {
         let (id, notice) = models::resolve(id);
         let current = &self.session.settings;
-        let info = models::info(&id);
+        // What the model takes as this run's provider passes it on (a gateway may take fewer ratios or sizes).
+        let caps = models::capabilities(&id);
         let mut conflicts = Vec::new();
-        if let Some(info) = info {
+        if let Some(caps) = &caps {
+            let info = caps.info;
             let default_size = if info.sizes.is_empty() {
                 "none (this model has no size choice)".to_string()
             } else {
                 format!("{} (the default)", crate::settings::DEFAULT_SIZE)
             };
-            if let Some(aspect) = current.aspect.as_ref().filter(|a| !info.takes_ratio(a)) {
+            if let Some(aspect) = current.aspect.as_ref().filter(|a| !caps.takes_ratio(a)) {
                 conflicts.push(Conflict {
                     setting: "aspect",
                     value: aspect.clone(),
                     becomes: "auto".into(),
                 });
             }
-            if let Some(size) = current.size.as_ref().filter(|s| !info.takes_size(s)) {
+            if let Some(size) = current.size.as_ref().filter(|s| !caps.takes_size(s)) {
                 conflicts.push(Conflict {
                     setting: "size",
                     value: size.clone(),
@@ -93,7 +95,7 @@ impl Engine {
             }
         }
         Ok(ModelSwitch {
-            unknown: info.is_none(),
+            unknown: caps.is_none(),
             id,
             notice,
             conflicts,

@@ -8,7 +8,6 @@ use super::branching::TurnRef;
 use super::listing::ImageFile;
 use super::output;
 use super::{Engine, images, tree};
-use crate::gemini::Content;
 use crate::store::ImageMeta;
 
 /// The height every picture is scaled to on a sheet.
@@ -113,13 +112,9 @@ impl Engine {
     }
 
     /// The bytes of the first answer image of a stored model content.
-    fn first_image(&self, model_id: i64) -> Result<Option<Vec<u8>>> {
+    fn first_image(&self, model_id: i64) -> Result<Option<bytes::Bytes>> {
         let row = self.store.content(model_id)?;
-        let content = Content {
-            role: Some("model".into()),
-            parts: self.store.parts(&row)?,
-            extra: Default::default(),
-        };
+        let content = self.store.content_of(&row)?;
         Ok(images::answer_images(&content)
             .into_iter()
             .next()
@@ -140,7 +135,7 @@ impl Engine {
                 height: sheet.height(),
                 bytes: bytes.len() as u64,
             },
-            bytes,
+            bytes: bytes.into(),
         })
     }
 }

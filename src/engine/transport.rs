@@ -182,7 +182,7 @@ impl Engine {
         let mut contents = match &previous {
             Some(_) => vec![user.clone()],
             None => {
-                let mut contents = self.store.contents_by_reference(parent)?;
+                let mut contents = self.thread_for(parent, &settings.model)?;
                 contents.push(user.clone());
                 settings.context.apply(contents)
             }

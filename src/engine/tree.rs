@@ -170,6 +170,7 @@ mod tests {
             parts_json: format!(
                 r#"[{{"text":"{text}"}},{{"inlineData":{{"mimeType":"image/png","data":"AA=="}}}}]"#
             ),
+            extra: Default::default(),
             meta: TurnMeta::default(),
             created_at: 0,
             session_id: Some(session),

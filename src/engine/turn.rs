@@ -19,7 +19,7 @@ use crate::gemini::outcome::{Outcome, Refusal};
 use crate::gemini::types::UsageMetadata;
 use crate::gemini::{Content, GenerateContentRequest, Progress, models};
 use crate::store::journal::{self, Arrival, ArrivalSession, JournalEntry};
-use crate::store::{Placement, Take, TurnMeta};
+use crate::store::{Decoded, Placement, Take, TurnMeta};
 
 /// The model refused or returned nothing usable: nothing was recorded, and the attachments were kept.
 #[derive(Debug, thiserror::Error)]
@@ -74,6 +74,8 @@ pub(super) struct Answered {
     pub(super) content: Content,
     pub(super) meta: TurnMeta,
     pub(super) decoded: Vec<AnswerImage>,
+    /// The answer's parts decoded for the store, from which `decoded` was taken: each answer is decoded once.
+    pub(super) stored: Option<Decoded>,
     pub(super) streamed: bool,
 }
 
@@ -169,7 +171,13 @@ impl Engine {
             } => (content, finish_reason, usage, sources),
             Outcome::Refused(refusal) => return Err(self.refused(refusal).into()),
         };
-        let decoded = images::answer_images(&content);
+        // Decoded once, for the store and the image files alike. (It cannot fail short of a serialiser fault; the
+        // store then decodes the answer itself.)
+        let stored = Decoded::of(&content.parts).ok();
+        let decoded = match &stored {
+            Some(stored) => images::answer_images_decoded(&content, stored),
+            None => images::answer_images(&content),
+        };
         let settings = &self.session.settings;
         let meta = TurnMeta {
             settings: Some(settings.clone()),
@@ -189,11 +197,14 @@ impl Engine {
             sources,
             interaction_id,
             batch: None,
+            // Which backend answered: whose thought signatures this answer carries, for later turns.
+            made_by: Some(self.backend.made_by()),
         };
         Ok(Answered {
             content,
             meta,
             decoded,
+            stored,
             streamed: answer.streamed,
         })
     }
@@ -221,6 +232,13 @@ impl Engine {
         }
     }
 
+    /// The stored thread up to `parent` as a request to `model` carries it, large values by reference: the dummy
+    /// signature stands in where an answer came from another model family or source (the store is not changed).
+    pub(super) fn thread_for(&self, parent: Option<i64>, model: &str) -> Result<Vec<Content>> {
+        let target = self.backend.signature_family(model);
+        self.store.contents_for(parent, &target)
+    }
+
     /// The request for `user` after the history up to `parent`, as the context policy trims it, checked against
     /// the limits before anything is sent. Large values stay in the store as placeholders until the body streams.
     pub(super) fn build_request(
@@ -228,9 +246,9 @@ impl Engine {
         user: &Content,
         parent: Option<i64>,
     ) -> Result<(GenerateContentRequest, context::Measure)> {
-        let mut contents = self.store.contents_by_reference(parent)?;
-        contents.push(user.clone());
         let settings = &self.session.settings;
+        let mut contents = self.thread_for(parent, &settings.model)?;
+        contents.push(user.clone());
         let contents = settings.context.apply(contents);
         context::check_references(settings, &contents)?;
         let request = GenerateContentRequest {
@@ -355,6 +373,7 @@ impl Engine {
             model: content,
             meta: answered.meta,
             beside,
+            decoded: answered.stored,
         };
         (arrival, shown)
     }

@@ -45,6 +45,8 @@ pub fn run(cli: &Cli, args: &BatchArgs) -> Result<Outcome> {
             "peel batch FILE submits a prompts file; peel batch list|status|wait|fetch|cancel ID follow its jobs",
         ));
     }
+    // What the provider takes applies to every prompt's settings and references, as in a REPL run.
+    crate::gemini::models::use_provider(config::provider(cli, &cfg)?);
     let backend = config::backend(cli, &cfg)?;
     let store = Store::open(&config::database_path(cli)?)?;
     let mut engine = Engine::new(store, backend, Settings::default(), &cfg.out_dir(cli))?;

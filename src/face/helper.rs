@@ -39,22 +39,19 @@ impl PeelHelper {
     fn arguments(&self, command: &str) -> Option<Vec<String>> {
         let words = |list: &[&str]| list.iter().map(|w| w.to_string()).collect();
         let candidates = self.candidates.borrow();
-        let model = models::info(&candidates.model);
+        // What the model takes on this run's provider.
+        let model = models::capabilities(&candidates.model);
         Some(match command {
             "load" | "delete" | "branch" => candidates.sessions.clone(),
             "model" => models::MODELS.iter().map(|m| m.id.to_string()).collect(),
             "aspect" => {
                 let mut ratios = vec!["auto".to_string()];
-                ratios.extend(model.map_or_else(Vec::new, |m| {
-                    m.ratios().iter().map(|r| r.to_string()).collect()
-                }));
+                ratios.extend(model.as_ref().map_or_else(Vec::new, |m| m.ratios.clone()));
                 ratios
             }
             "size" => {
                 let mut sizes = vec!["auto".to_string()];
-                sizes.extend(model.map_or_else(Vec::new, |m| {
-                    m.sizes.iter().map(|s| s.to_string()).collect()
-                }));
+                sizes.extend(model.as_ref().map_or_else(Vec::new, |m| m.sizes.clone()));
                 sizes
             }
             "thoughts" | "search" | "stream" => words(&["on", "off"]),

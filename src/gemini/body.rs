@@ -10,10 +10,8 @@
 
 use std::sync::Arc;
 
-use base64::Engine;
-use base64::engine::general_purpose::{STANDARD, URL_SAFE};
 use bytes::Bytes;
-use futures_util::{Stream, StreamExt};
+use futures_util::Stream;
 
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -47,8 +45,8 @@ impl Encoding {
     /// The string these bytes stand for.
     pub fn encode(self, bytes: &[u8]) -> Result<String, String> {
         match self {
-            Encoding::Base64 => Ok(STANDARD.encode(bytes)),
-            Encoding::Base64Url => Ok(URL_SAFE.encode(bytes)),
+            Encoding::Base64 => Ok(base64_simd::STANDARD.encode_to_string(bytes)),
+            Encoding::Base64Url => Ok(base64_simd::URL_SAFE.encode_to_string(bytes)),
             Encoding::Text => String::from_utf8(bytes.to_vec())
                 .map_err(|_| "a text value is not UTF-8".to_string()),
         }
@@ -60,6 +58,16 @@ pub trait BlobSource: Send + Sync {
     fn read(&self, hash: &str) -> Result<Vec<u8>, String>;
     /// The length of the raw bytes, without reading them.
     fn len(&self, hash: &str) -> Result<u64, String>;
+    /// Hands the raw bytes to `each` in slices of `chunk` bytes, the last one shorter, without holding them all;
+    /// stops at the first error. The default reads the whole value first.
+    fn read_chunks(
+        &self,
+        hash: &str,
+        chunk: usize,
+        each: &mut dyn FnMut(&[u8]) -> Result<(), String>,
+    ) -> Result<(), String> {
+        self.read(hash)?.chunks(chunk).try_for_each(each)
+    }
 }
 
 /// A source for requests that carry no placeholders (every value inline).
@@ -203,20 +211,22 @@ impl Body {
         self.len == 0
     }
 
-    /// The body as a stream of chunks: at most one raw value and one encoded chunk are held at a time.
+    /// The body as a stream of chunks. A thread of its own reads the large values a chunk at a time and
+    /// base64-encodes them while the connection writes the chunks before, so reading and encoding overlap with
+    /// sending instead of adding to it; at most [`CHUNKS_AHEAD`] encoded chunks wait between the two. Dropping the
+    /// stream stops the thread at its next chunk.
     pub fn stream(&self) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static {
-        let segments = self.segments.clone();
-        let source = self.source.clone();
-        futures_util::stream::iter(segments).flat_map(move |segment| {
-            let chunks: Box<dyn Iterator<Item = Result<Bytes, std::io::Error>> + Send> =
-                match segment {
-                    Segment::Json(bytes) => Box::new(std::iter::once(Ok(bytes))),
-                    Segment::Blob { hash, encoding } => match source.read(&hash) {
-                        Err(e) => Box::new(std::iter::once(Err(std::io::Error::other(e)))),
-                        Ok(raw) => encoded_chunks(raw, encoding),
-                    },
-                };
-            futures_util::stream::iter(chunks)
+        let (sender, mut receiver) = tokio::sync::mpsc::channel(CHUNKS_AHEAD);
+        let (segments, source) = (self.segments.clone(), self.source.clone());
+        let spawned = std::thread::Builder::new()
+            .name("peel-body".into())
+            .spawn(move || produce(&segments, source.as_ref(), &sender));
+        let mut failed = spawned
+            .err()
+            .map(|e| std::io::Error::other(format!("could not start the request body: {e}")));
+        futures_util::stream::poll_fn(move |cx| match failed.take() {
+            Some(error) => std::task::Poll::Ready(Some(Err(error))),
+            None => receiver.poll_recv(cx),
         })
     }
 
@@ -514,6 +524,63 @@ impl Body {
     }
 }
 
+/// Encoded chunks the body thread may have ready before the connection takes them (256 KiB of base64).
+const CHUNKS_AHEAD: usize = 4;
+
+type ChunkSender = tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>;
+
+/// The body thread: every segment in order into `sender`; returns early when the stream is gone.
+fn produce(segments: &[Segment], source: &dyn BlobSource, sender: &ChunkSender) {
+    // `Err(())`: the receiving stream was dropped (the request ended); nothing more to do.
+    let send = |chunk: Result<Bytes, std::io::Error>| sender.blocking_send(chunk).map_err(|_| ());
+    let run = || -> Result<(), ()> {
+        for segment in segments {
+            match segment {
+                Segment::Json(bytes) => send(Ok(bytes.clone()))?,
+                Segment::Blob {
+                    hash,
+                    encoding: Encoding::Text,
+                } => {
+                    let text = source.read(hash).and_then(|raw| escaped_text(&raw));
+                    send(text.map(Bytes::from).map_err(std::io::Error::other))?;
+                }
+                Segment::Blob { hash, encoding } => {
+                    let engine = base64_engine(*encoding);
+                    let mut gone = false;
+                    let read = source.read_chunks(hash, RAW_CHUNK, &mut |raw| {
+                        let encoded = Bytes::from(engine.encode_type::<Vec<u8>>(raw));
+                        gone = send(Ok(encoded)).is_err();
+                        if gone {
+                            Err("the request ended".into())
+                        } else {
+                            Ok(())
+                        }
+                    });
+                    if gone {
+                        return Err(());
+                    }
+                    if let Err(e) = read {
+                        send(Err(std::io::Error::other(e)))?;
+                        return Ok(());
+                    }
+                }
+            }
+        }
+        Ok(())
+    };
+    let _ = run();
+}
+
+/// SIMD base64 (AVX2 here, picked at run time): 4.6 GB/s in chunks of [`RAW_CHUNK`] against 1.6 for the base64
+/// crate (CRATES.md), and byte-identical output.
+fn base64_engine(encoding: Encoding) -> base64_simd::Base64 {
+    if encoding == Encoding::Base64Url {
+        base64_simd::URL_SAFE
+    } else {
+        base64_simd::STANDARD
+    }
+}
+
 /// A text value as it goes between JSON quotes.
 fn escaped_text(raw: &[u8]) -> Result<String, String> {
     let text = Encoding::Text.encode(raw)?;
@@ -532,16 +599,12 @@ fn encoded_chunks(
                 .map_err(std::io::Error::other),
         )),
         Encoding::Base64 | Encoding::Base64Url => {
-            let engine = if encoding == Encoding::Base64 {
-                STANDARD
-            } else {
-                URL_SAFE
-            };
+            let engine = base64_engine(encoding);
             let raw = Arc::new(raw);
             let count = raw.len().div_ceil(RAW_CHUNK);
             Box::new((0..count).map(move |i| {
                 let chunk = &raw[i * RAW_CHUNK..((i + 1) * RAW_CHUNK).min(raw.len())];
-                Ok(Bytes::from(engine.encode(chunk)))
+                Ok(Bytes::from(engine.encode_type::<Vec<u8>>(chunk)))
             }))
         }
     }
@@ -579,6 +642,9 @@ mod tests {
     use super::*;
     use crate::gemini::Part;
     use crate::gemini::types::GenerationConfig;
+    use base64::Engine;
+    use base64::engine::general_purpose::{STANDARD, URL_SAFE};
+    use futures_util::StreamExt;
 
     use std::collections::HashMap;
 
@@ -726,7 +792,6 @@ mod tests {
         assert_eq!(sent, expected);
     }
 
-    /// A reference to a blob the database lacks is a clear error about that one value, not a short body.
     #[test]
     fn marked_json_bodies_read_the_marked_values_and_nothing_else() {
         let (with_refs, inline, source) = request_and_source();
@@ -751,6 +816,38 @@ mod tests {
         assert_eq!(Body::plain("{}").to_vec().unwrap(), b"{}");
     }
 
+    #[test]
+    fn a_value_that_cannot_be_read_while_streaming_ends_the_body_with_an_error() {
+        struct Flaky(Blobs);
+        impl BlobSource for Flaky {
+            fn read(&self, hash: &str) -> Result<Vec<u8>, String> {
+                self.0.read(hash)
+            }
+            fn len(&self, hash: &str) -> Result<u64, String> {
+                self.0.len(hash)
+            }
+            fn read_chunks(
+                &self,
+                _: &str,
+                chunk: usize,
+                each: &mut dyn FnMut(&[u8]) -> Result<(), String>,
+            ) -> Result<(), String> {
+                each(&vec![0; chunk])?;
+                Err("the disk went away".into())
+            }
+        }
+        let (with_refs, _, source) = request_and_source();
+        let source = Arc::new(Flaky(Blobs(source.0.clone())));
+        let body = Body::new(&with_refs, source).unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let chunks = runtime.block_on(body.stream().collect::<Vec<_>>());
+        let error = chunks.iter().find_map(|c| c.as_ref().err()).unwrap();
+        assert!(error.to_string().contains("the disk went away"));
+    }
+
+    /// A reference to a blob the database lacks is a clear error about that one value, not a short body.
     #[test]
     fn a_missing_blob_is_a_clear_error_not_a_short_body() {
         let (with_refs, _, _) = request_and_source();

@@ -253,6 +253,14 @@ impl ApiError {
         }
     }
 
+    /// A 400 about the thought signatures of the history sent: Google's "missing a thought_signature" and
+    /// "Corrupted thought signature", Vertex AI's "Thought signature is not valid", or the finish reason's name.
+    pub fn is_signature_refusal(&self) -> bool {
+        let message = self.message.to_ascii_lowercase();
+        self.http_status == 400
+            && (message.contains("thought_signature") || message.contains("thought signature"))
+    }
+
     pub fn is_auth(&self) -> bool {
         matches!(self.http_status, 401 | 403) || self.reason.as_deref() == Some("API_KEY_INVALID")
     }
@@ -267,9 +275,11 @@ impl ApiError {
             Some("the quota or prepaid credit is used up; waiting will not help")
         } else if self.http_status == 404 && self.message.contains("models/") {
             Some("check the model id (-m); `peel --help` lists the known ones")
-        } else if self.message.contains("thought_signature") {
+        } else if self.is_signature_refusal() {
             Some(
-                "the history sent was not what the model returned; please report this as a peel bug",
+                "the model did not accept the thought signatures of earlier turns (turns it cannot check, such as \
+                 a gateway's changed copies or a hand-edited history); nothing was recorded: /context last N sends \
+                 only the last N turns, or /fresh starts a new branch from the current image",
             )
         } else {
             None
@@ -310,6 +320,22 @@ mod tests {
             e.to_string()
                 .starts_with("400 INVALID_ARGUMENT: Image part")
         );
+        let shown = e.to_string();
+        assert!(
+            shown.contains("/fresh") && shown.contains("/context last N"),
+            "{shown}"
+        );
+        assert!(!shown.contains("peel bug"), "{shown}");
+        for message in [
+            "Corrupted thought signature.",
+            "Unable to submit request because Thought signature is not valid.. Learn more: https://x",
+            "Text part is missing a thought_signature in content position 2, part position 1.",
+        ] {
+            let body = serde_json::json!({"error": {"code": 400, "message": message}}).to_string();
+            let e = ApiError::from_body(400, body.as_bytes());
+            assert!(e.is_signature_refusal(), "{message}");
+            assert!(e.to_string().contains("/fresh"), "{message}");
+        }
     }
 
     #[test]

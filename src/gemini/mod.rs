@@ -11,6 +11,7 @@ pub mod interactions;
 pub mod models;
 pub mod outcome;
 pub mod retry;
+pub mod signatures;
 pub mod sse;
 pub mod stream;
 pub mod types;
@@ -62,6 +63,26 @@ impl Backend {
         match self {
             Backend::Remote(client) => client.max_request_bytes(),
             Backend::Offline | Backend::NoKey(_) => DEFAULT_MAX_REQUEST_BYTES,
+        }
+    }
+
+    /// Who answers, as recorded with each turn.
+    pub fn made_by(&self) -> signatures::MadeBy {
+        match self {
+            Backend::Remote(client) => signatures::MadeBy::Api {
+                provider: client.host(),
+            },
+            Backend::Offline => signatures::MadeBy::Offline,
+            // Never answers: it refuses to send.
+            Backend::NoKey(_) => signatures::MadeBy::Api { provider: None },
+        }
+    }
+
+    /// The family whose thought signatures `model` checks when this backend answers for it.
+    pub fn signature_family(&self, model: &str) -> signatures::Family {
+        match self {
+            Backend::Remote(_) | Backend::NoKey(_) => signatures::Family::of_model(model),
+            Backend::Offline => signatures::Family::Offline,
         }
     }
 

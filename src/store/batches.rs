@@ -167,9 +167,13 @@ impl Store {
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         )?;
         for request in batch.requests {
-            let (parts, new_blobs) = blobs::externalize(&request.user.parts)?;
+            let blobs::Decoded {
+                json: parts,
+                blobs: new_blobs,
+                ..
+            } = blobs::Decoded::of(&request.user.parts)?;
             for blob in &new_blobs {
-                put_blob.execute(params![blob.hash, blob.bytes])?;
+                put_blob.execute(params![blob.hash, &blob.bytes[..]])?;
                 link.execute(params![id, blob.hash])?;
             }
             insert.execute(params![
@@ -416,6 +420,7 @@ impl Store {
                 model,
                 meta,
             },
+            None,
         )?;
         let now = now_ms();
         if move_head {

@@ -6,13 +6,13 @@
 //! string received.
 
 use anyhow::{Context, Result, bail};
-use base64::Engine;
-use base64::engine::general_purpose::{STANDARD, URL_SAFE};
+use bytes::Bytes;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::gemini::Part;
 use crate::gemini::body::{BlobRef, BlobRefs, Encoding};
+use crate::gemini::types::InlineData;
 
 /// Values shorter than this stay inline in the JSON: not worth a row.
 const INLINE_LIMIT: usize = 1024;
@@ -20,11 +20,13 @@ const INLINE_LIMIT: usize = 1024;
 #[derive(Debug, Clone, PartialEq)]
 pub struct Blob {
     pub hash: String,
-    pub bytes: Vec<u8>,
+    /// Shared, so the image files can be written from the very bytes the store keeps.
+    pub bytes: Bytes,
 }
 
 impl Blob {
-    pub fn new(bytes: Vec<u8>) -> Blob {
+    pub fn new(bytes: impl Into<Bytes>) -> Blob {
+        let bytes = bytes.into();
         Blob {
             hash: hash_hex(&bytes),
             bytes,
@@ -41,48 +43,136 @@ pub fn hash_hex(bytes: &[u8]) -> String {
 
 fn to_blob(text: &str) -> (Blob, Encoding) {
     for (engine, encoding) in [
-        (&STANDARD, Encoding::Base64),
-        (&URL_SAFE, Encoding::Base64Url),
+        (&base64_simd::STANDARD, Encoding::Base64),
+        (&base64_simd::URL_SAFE, Encoding::Base64Url),
     ] {
         // These engines reject anything but the canonical form (exact padding, zero trailing bits, no whitespace),
         // so a value that decodes is the one its bytes encode back to: no need to encode it again to compare.
-        if let Ok(bytes) = engine.decode(text) {
+        // (base64-simd's strict decoding accepts and rejects exactly what base64's STANDARD and URL_SAFE do:
+        // CRATES.md; `every_value_comes_back_as_received` below checks it.)
+        if let Ok(bytes) = engine.decode_to_vec(text) {
             return (Blob::new(bytes), encoding);
         }
     }
     (Blob::new(text.as_bytes().to_vec()), Encoding::Text)
 }
 
-/// The parts as the JSON to store, plus the blobs it refers to.
-pub fn externalize(parts: &[Part]) -> Result<(String, Vec<Blob>)> {
-    let mut blobs = Vec::new();
-    let mut stored = Vec::with_capacity(parts.len());
-    for part in parts {
-        let mut value = serde_json::to_value(part)?;
-        if let Some(object) = value.as_object_mut() {
-            if let Some(Value::Object(inline)) = object.get_mut("inlineData") {
-                swap_out(inline, "data", &mut blobs);
-            }
-            swap_out(object, "thoughtSignature", &mut blobs);
-        }
-        stored.push(value);
-    }
-    Ok((serde_json::to_string(&stored)?, blobs))
+/// Where in a part a large value sits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    Data,
+    Signature,
 }
 
-fn swap_out(object: &mut Map<String, Value>, key: &str, blobs: &mut Vec<Blob>) {
-    let Some(Value::String(text)) = object.get(key) else {
-        return;
-    };
-    if text.len() < INLINE_LIMIT {
-        return;
+impl Slot {
+    /// Puts `value` in this slot of a serialised part (whose key is already there: the position is kept).
+    fn put(self, part: &mut Value, value: Value) {
+        let object = match self {
+            Slot::Data => part.get_mut("inlineData").and_then(Value::as_object_mut),
+            Slot::Signature => part.as_object_mut(),
+        };
+        if let Some(object) = object {
+            let key = match self {
+                Slot::Data => "data",
+                Slot::Signature => "thoughtSignature",
+            };
+            object.insert(key.to_string(), value);
+        }
     }
-    let (blob, encoding) = to_blob(text);
-    object.insert(
-        key.to_string(),
-        json!({ "$blob": blob.hash, "enc": encoding.name() }),
-    );
-    blobs.push(blob);
+}
+
+/// A content's parts with their large values decoded once: the JSON to store (blob references in place of the
+/// values) and the blobs, for the store and for whatever else needs the bytes (the image files).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Decoded {
+    pub json: String,
+    pub blobs: Vec<Blob>,
+    /// For each part, the index in `blobs` of its inline data when that was standard base64.
+    inline: Vec<Option<usize>>,
+}
+
+impl Decoded {
+    /// Decodes `parts`' large values (images, signatures) and hashes them; several values are decoded and hashed at
+    /// once on threads of their own (an answer's image and signature take about the same time each).
+    pub fn of(parts: &[Part]) -> Result<Decoded> {
+        // The parts with their large values left out, serialised; they go back in as references (or, when short,
+        // as they are) at the same place, so nothing large is copied on the way.
+        let mut stored = Vec::with_capacity(parts.len());
+        // (part, slot, text): every value long enough to become a blob.
+        let mut large: Vec<(usize, Slot, &str)> = Vec::new();
+        for (index, part) in parts.iter().enumerate() {
+            let skeleton = Part {
+                text: part.text.clone(),
+                inline_data: part.inline_data.as_ref().map(|d| InlineData {
+                    mime_type: d.mime_type.clone(),
+                    data: String::new(),
+                    extra: d.extra.clone(),
+                }),
+                thought: part.thought,
+                thought_signature: part.thought_signature.as_ref().map(|_| String::new()),
+                extra: part.extra.clone(),
+                refs: Default::default(),
+            };
+            let mut value = serde_json::to_value(&skeleton)?;
+            let values = [
+                (
+                    Slot::Data,
+                    part.inline_data.as_ref().map(|d| d.data.as_str()),
+                ),
+                (Slot::Signature, part.thought_signature.as_deref()),
+            ];
+            for (slot, text) in values {
+                let Some(text) = text else { continue };
+                if text.len() < INLINE_LIMIT {
+                    slot.put(&mut value, Value::String(text.to_string()));
+                } else {
+                    large.push((index, slot, text));
+                }
+            }
+            stored.push(value);
+        }
+        let blobs: Vec<(Blob, Encoding)> = std::thread::scope(|scope| {
+            let others: Vec<_> = large
+                .iter()
+                .skip(1)
+                .map(|&(_, _, text)| scope.spawn(move || to_blob(text)))
+                .collect();
+            let first = large.first().map(|&(_, _, text)| to_blob(text));
+            // A decoding thread cannot panic short of running out of memory, which ends the process anyway.
+            first
+                .into_iter()
+                .chain(
+                    others
+                        .into_iter()
+                        .map(|h| h.join().expect("a decoding thread")),
+                )
+                .collect()
+        });
+        let mut decoded = Decoded {
+            json: String::new(),
+            blobs: Vec::with_capacity(blobs.len()),
+            inline: vec![None; parts.len()],
+        };
+        for ((index, slot, _), (blob, encoding)) in large.into_iter().zip(blobs) {
+            slot.put(
+                &mut stored[index],
+                json!({ "$blob": blob.hash, "enc": encoding.name() }),
+            );
+            if slot == Slot::Data && encoding == Encoding::Base64 {
+                decoded.inline[index] = Some(decoded.blobs.len());
+            }
+            decoded.blobs.push(blob);
+        }
+        decoded.json = serde_json::to_string(&stored)?;
+        Ok(decoded)
+    }
+
+    /// The decoded bytes of part `index`'s inline data, when it was long enough to become a blob and was standard
+    /// base64 (what an image file is written from).
+    pub fn inline_bytes(&self, index: usize) -> Option<&Bytes> {
+        let blob = (*self.inline.get(index)?)?;
+        self.blobs.get(blob).map(|b| &b.bytes)
+    }
 }
 
 /// The blob hashes a stored parts JSON refers to.
@@ -203,13 +293,20 @@ fn swap_in(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::Engine;
+    use base64::engine::general_purpose::{STANDARD, URL_SAFE};
     use std::collections::HashMap;
+
+    fn externalize(parts: &[Part]) -> Result<(String, Vec<Blob>)> {
+        let decoded = Decoded::of(parts)?;
+        Ok((decoded.json, decoded.blobs))
+    }
 
     fn round_trip(parts: &[Part]) -> (Vec<Part>, Vec<Blob>) {
         let (json, blobs) = externalize(parts).unwrap();
         let by_hash: HashMap<_, _> = blobs
             .iter()
-            .map(|b| (b.hash.clone(), b.bytes.clone()))
+            .map(|b| (b.hash.clone(), b.bytes.to_vec()))
             .collect();
         assert_eq!(references(&json).unwrap().len(), blobs.len());
         (

@@ -12,8 +12,8 @@ use std::time::Duration;
 use anyhow::Result;
 use rusqlite::Connection;
 
-/// Pages the log may reach before a committing thread checkpoints anyway (64 MiB of 4 KiB pages).
-pub const AUTO_CHECKPOINT_PAGES: i64 = 16_384;
+/// Bytes the log may reach before a committing thread checkpoints anyway (SQLite counts it in pages).
+pub const AUTO_CHECKPOINT_BYTES: i64 = 64 * 1024 * 1024;
 
 pub struct Checkpointer {
     wake: Option<Sender<()>>,

@@ -3,14 +3,15 @@
 use anyhow::{Context, Result};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
-use super::sessions::NewSession;
-use super::sessions::{branch_name_in, insert_session};
-use super::{Appended, ContentRow, SessionRow, Store, Take, TurnMeta, blobs, now_ms};
+use super::blobs::{self, Decoded};
+use super::sessions::{NewSession, branch_name_in, insert_session};
+use super::{Appended, ContentRow, SessionRow, Store, Take, TurnMeta, now_ms};
+use crate::gemini::signatures::{self, Family, Origin};
 use crate::gemini::types::{Content, Part};
 use crate::settings::Settings;
 
 const CONTENT_COLUMNS: &str =
-    "c.id, c.parent_id, c.depth, c.role, c.parts, c.meta, c.created_at, c.session_id";
+    "c.id, c.parent_id, c.depth, c.role, c.parts, c.meta, c.created_at, c.session_id, c.extra";
 
 fn content_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ContentRow> {
     let meta: String = row.get(5)?;
@@ -20,6 +21,10 @@ fn content_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ContentRow> {
         depth: row.get(2)?,
         role: row.get(3)?,
         parts_json: row.get(4)?,
+        extra: row
+            .get::<_, Option<String>>(8)?
+            .and_then(|extra| serde_json::from_str(&extra).ok())
+            .unwrap_or_default(),
         meta: serde_json::from_str(&meta).unwrap_or_default(),
         created_at: row.get(6)?,
         session_id: row.get(7)?,
@@ -35,19 +40,28 @@ pub struct NewTurn<'a> {
 }
 
 /// Inserts a turn's blobs and two contents under `parent`, owned by `session_id`; returns (user id, model id).
+/// `model_decoded` is the model content's parts already decoded ([`Decoded::of`]), when the caller has them.
 pub(super) fn insert_turn(
     conn: &Connection,
     session_id: i64,
     parent: Option<i64>,
     turn: NewTurn<'_>,
+    model_decoded: Option<&Decoded>,
 ) -> Result<(i64, i64)> {
-    let (user_json, mut new_blobs) = blobs::externalize(&turn.user.parts)?;
-    let (model_json, model_blobs) = blobs::externalize(&turn.model.parts)?;
-    new_blobs.extend(model_blobs);
+    let user = Decoded::of(&turn.user.parts)?;
+    let decoded_here;
+    let model = match model_decoded {
+        Some(decoded) => decoded,
+        None => {
+            decoded_here = Decoded::of(&turn.model.parts)?;
+            &decoded_here
+        }
+    };
+    let (user_json, model_json) = (&user.json, &model.json);
     let mut put_blob =
         conn.prepare_cached("INSERT OR IGNORE INTO blobs (hash, bytes) VALUES (?1, ?2)")?;
-    for blob in &new_blobs {
-        put_blob.execute(params![blob.hash, blob.bytes])?;
+    for blob in user.blobs.iter().chain(&model.blobs) {
+        put_blob.execute(params![blob.hash, &blob.bytes[..]])?;
     }
     let parent_depth: i64 = match parent {
         Some(id) => conn.query_row("SELECT depth FROM contents WHERE id = ?1", [id], |r| {
@@ -57,8 +71,8 @@ pub(super) fn insert_turn(
     };
     let now = now_ms();
     let mut insert = conn.prepare_cached(
-        "INSERT INTO contents (parent_id, depth, role, parts, meta, created_at, session_id)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        "INSERT INTO contents (parent_id, depth, role, parts, meta, created_at, session_id, extra)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     )?;
     insert.execute(params![
         parent,
@@ -67,7 +81,8 @@ pub(super) fn insert_turn(
         user_json,
         "{}",
         now,
-        session_id
+        session_id,
+        extra_json(turn.user)?
     ])?;
     let user_id = conn.last_insert_rowid();
     let meta = serde_json::to_string(turn.meta)?;
@@ -78,12 +93,13 @@ pub(super) fn insert_turn(
         model_json,
         meta,
         now,
-        session_id
+        session_id,
+        extra_json(turn.model)?
     ])?;
     let model_id = conn.last_insert_rowid();
     let mut link = conn
         .prepare_cached("INSERT OR IGNORE INTO content_blobs (content_id, hash) VALUES (?1, ?2)")?;
-    for (id, json) in [(user_id, &user_json), (model_id, &model_json)] {
+    for (id, json) in [(user_id, user_json), (model_id, model_json)] {
         for hash in blobs::references(json)? {
             link.execute(params![id, hash])?;
         }
@@ -113,6 +129,15 @@ pub(super) fn placed_turn(
         turn: depth / 2 + 1,
         take: store.take(user_id)?,
         branched_to,
+    })
+}
+
+/// A content's own unknown fields as stored: `None` when it has none.
+fn extra_json(content: &Content) -> Result<Option<String>> {
+    Ok(if content.extra.is_empty() {
+        None
+    } else {
+        Some(serde_json::to_string(&content.extra)?)
     })
 }
 
@@ -234,10 +259,46 @@ impl Store {
                 Ok(Content {
                     role: Some(row.role.clone()),
                     parts,
-                    extra: Default::default(),
+                    extra: row.extra.clone(),
                 })
             })
             .collect()
+    }
+
+    /// The history up to `head` as a request to a model of family `target` carries it: by reference (as
+    /// [`Store::contents_by_reference`]), with the dummy signature where a model content did not come from that
+    /// family ([`signatures::prepare`]). The stored contents are not changed.
+    pub fn contents_for(&self, head: Option<i64>, target: &Family) -> Result<Vec<Content>> {
+        let chain = self.chain(head)?;
+        let origins: Vec<Origin> = chain
+            .iter()
+            .map(|row| match row.role.as_str() {
+                "model" => row.meta.origin(),
+                _ => Origin::Unknown,
+            })
+            .collect();
+        let contents = chain
+            .iter()
+            .map(|row| {
+                let parts = blobs::internalize_refs(&row.parts_json)
+                    .with_context(|| format!("reading content {} from the database", row.id))?;
+                Ok(Content {
+                    role: Some(row.role.clone()),
+                    parts,
+                    extra: row.extra.clone(),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(signatures::prepare(contents, &origins, target))
+    }
+
+    /// A stored content as it was received or sent, blobs put back.
+    pub fn content_of(&self, row: &ContentRow) -> Result<Content> {
+        Ok(Content {
+            role: Some(row.role.clone()),
+            parts: self.parts(row)?,
+            extra: row.extra.clone(),
+        })
     }
 
     /// Records a finished turn in one transaction: blobs, the prompt and the answer (under `parent`: the head, or
@@ -250,6 +311,19 @@ impl Store {
         expected_head: Option<i64>,
         parent: Option<i64>,
         turn: NewTurn<'_>,
+    ) -> Result<Appended> {
+        self.append_decoded(session_id, expected_head, parent, turn, None)
+    }
+
+    /// [`Store::append_turn`] with the answer's parts already decoded (`Decoded::of(&turn.model.parts)`): a caller
+    /// that needs the bytes too (for the image files) decodes each answer once.
+    pub fn append_decoded(
+        &mut self,
+        session_id: i64,
+        expected_head: Option<i64>,
+        parent: Option<i64>,
+        turn: NewTurn<'_>,
+        model_decoded: Option<&Decoded>,
     ) -> Result<Appended> {
         let tx = self
             .conn
@@ -274,7 +348,7 @@ impl Store {
         } else {
             session_id
         };
-        let (user_id, model_id) = insert_turn(&tx, owner, parent, turn)?;
+        let (user_id, model_id) = insert_turn(&tx, owner, parent, turn, model_decoded)?;
         tx.execute(
             "UPDATE sessions SET head_id = ?2, redo = '[]', updated_at = ?3, used_at = ?3 WHERE id = ?1",
             params![owner, model_id, now_ms()],
@@ -299,7 +373,7 @@ impl Store {
         let id = insert_session(&tx, name, new)?;
         let mut head = None;
         for turn in turns {
-            head = Some(insert_turn(&tx, id, head, *turn)?.1);
+            head = Some(insert_turn(&tx, id, head, *turn, None)?.1);
         }
         tx.execute(
             "UPDATE sessions SET head_id = ?2 WHERE id = ?1",

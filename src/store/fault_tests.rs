@@ -30,6 +30,7 @@ fn arrival(session: &SessionRow, seed: u8) -> Arrival {
             out_dir: None,
         },
         beside: false,
+        decoded: None,
         expected_head: session.head_id,
         parent: session.head_id,
         user: Content::user(vec![Part::text(format!("prompt {seed}"))]),

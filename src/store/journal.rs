@@ -67,6 +67,10 @@ pub struct Arrival {
     /// without moving the head.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub beside: bool,
+    /// The answer's parts as already decoded for the store (the image files are written from the same bytes);
+    /// not journaled: an entry recovered later is decoded again.
+    #[serde(skip)]
+    pub decoded: Option<super::Decoded>,
 }
 
 impl Arrival {

@@ -11,6 +11,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0003_out_dir.sql"),
     include_str!("../../migrations/0004_arrivals.sql"),
     include_str!("../../migrations/0005_batches.sql"),
+    include_str!("../../migrations/0006_provenance.sql"),
 ];
 
 pub fn schema_version(conn: &Connection) -> Result<i64> {
@@ -76,6 +77,65 @@ mod tests {
         conn.pragma_update(None, "user_version", 99).unwrap();
         let err = migrate(&mut conn).unwrap_err().to_string();
         assert!(err.contains("newer than this peel"), "{err}");
+    }
+
+    /// 5 -> 6: model contents learn who made them (offline by their model version, else the API), hand-made ones
+    /// stay unknown, and contents get a column for their own unknown fields.
+    #[test]
+    fn provenance_is_filled_in_from_what_was_recorded() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        for sql in &MIGRATIONS[..5] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 5).unwrap();
+        let metas = [
+            ("user", "{}"),
+            (
+                "model",
+                r#"{"settings":{"model":"gemini-3-pro-image"},"model_version":"gemini-3-pro-image"}"#,
+            ),
+            (
+                "model",
+                r#"{"settings":{"model":"gemini-2.5-flash-image"},"model_version":"gemini-2.5-flash-image-offline"}"#,
+            ),
+            ("model", r#"{"finish_reason":"STOP"}"#),
+            ("model", "not json"),
+        ];
+        for (i, (role, meta)) in metas.iter().enumerate() {
+            conn.execute(
+                "INSERT INTO contents (id, parent_id, depth, role, parts, meta, created_at)
+                 VALUES (?1, NULL, 0, ?2, '[]', ?3, 0)",
+                rusqlite::params![i as i64 + 1, role, meta],
+            )
+            .unwrap();
+        }
+        migrate(&mut conn).unwrap();
+        let made_by = |id: i64| -> Option<String> {
+            conn.query_row(
+                "SELECT CASE WHEN json_valid(meta) THEN json_extract(meta, '$.made_by.backend') END
+                 FROM contents WHERE id = ?1",
+                [id],
+                |r| r.get(0),
+            )
+            .unwrap()
+        };
+        assert_eq!(made_by(1), None, "a user content");
+        assert_eq!(made_by(2).as_deref(), Some("api"));
+        assert_eq!(made_by(3).as_deref(), Some("offline"));
+        assert_eq!(made_by(4), None, "no model recorded: not known");
+        assert_eq!(made_by(5), None, "a damaged meta is left as it is");
+        let meta: String = conn
+            .query_row("SELECT meta FROM contents WHERE id = 2", [], |r| r.get(0))
+            .unwrap();
+        let meta: crate::store::TurnMeta = serde_json::from_str(&meta).unwrap();
+        assert_eq!(
+            meta.made_by,
+            Some(crate::gemini::signatures::MadeBy::Api { provider: None })
+        );
+        let extra: Option<String> = conn
+            .query_row("SELECT extra FROM contents WHERE id = 2", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(extra, None);
     }
 
     /// Every upgrade path: a database at each earlier version (with data) migrates to the latest.

@@ -21,7 +21,7 @@ use rusqlite::{Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
 
 pub use arrivals::{Placement, Recorded, RecoveryReport};
-pub use blobs::{Blob, hash_hex};
+pub use blobs::{Blob, Decoded, hash_hex};
 use checkpoint::Checkpointer;
 pub use contents::NewTurn;
 pub use migrate::{MIGRATIONS, schema_version};
@@ -29,6 +29,7 @@ pub use reader::BlobReader;
 pub use sessions::NewSession;
 
 use crate::gemini::outcome::Source;
+use crate::gemini::signatures::{MadeBy, Origin};
 use crate::gemini::types::UsageMetadata;
 use crate::settings::Settings;
 
@@ -64,6 +65,40 @@ pub struct TurnMeta {
     /// The Batch API job (`batches/...`) this answer came from; its cost is at the batch price.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub batch: Option<String>,
+    /// Which backend made the answer (with `settings.model`, which model): whose thought signatures it carries.
+    /// `None` when that is not known (an imported history that did not say).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub made_by: Option<MadeBy>,
+}
+
+impl TurnMeta {
+    /// Where the answer came from, for its thought signatures ([`crate::gemini::signatures`]).
+    pub fn origin(&self) -> Origin {
+        let model = self
+            .settings
+            .as_ref()
+            .map(|s| s.model.as_str())
+            .or(self.model_version.as_deref());
+        Origin::of(self.made_by.as_ref(), model)
+    }
+
+    /// Who made a turn recorded before peel kept it, judged from what was kept (the rule of migration 0006): the
+    /// offline stand-in's model versions end in `-offline`; any other turn with recorded settings came from the
+    /// API. A turn with no settings (a hand-made history) stays unknown.
+    pub fn infer_made_by(&self) -> Option<MadeBy> {
+        self.settings.as_ref()?;
+        Some(
+            if self
+                .model_version
+                .as_deref()
+                .is_some_and(|v| v.ends_with("-offline"))
+            {
+                MadeBy::Offline
+            } else {
+                MadeBy::Api { provider: None }
+            },
+        )
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -82,6 +117,8 @@ pub struct ContentRow {
     pub depth: i64,
     pub role: String,
     pub parts_json: String,
+    /// The content's own fields besides role and parts, as received.
+    pub extra: serde_json::Map<String, serde_json::Value>,
     pub meta: TurnMeta,
     pub created_at: i64,
     /// The session that made it (`None` once that session is deleted).
@@ -171,6 +208,9 @@ pub struct Store {
     immutable: bool,
 }
 
+/// The page size of new databases (SQLite's largest).
+const PAGE_SIZE: i64 = 65_536;
+
 pub(crate) fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -194,6 +234,13 @@ impl Store {
         open::busy_timeout(&conn)?;
         let inspection = open::inspect(&conn, path)?;
         let fresh = inspection.tables.is_empty();
+        // A new database gets large pages: its rows are mostly images and signatures of megabytes, which SQLite
+        // reads, logs and checkpoints a page at a time, a system call each (4 KiB pages: about 900 per 3.7 MB
+        // answer, each way). Only settable before the file has any content, and never in WAL mode after.
+        let pages: i64 = conn.query_row("PRAGMA page_count", [], |r| r.get(0))?;
+        if pages == 0 {
+            conn.pragma_update(None, "page_size", PAGE_SIZE)?;
+        }
         if !inspection.current() || fresh {
             let mode: String = conn
                 .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
@@ -212,11 +259,14 @@ impl Store {
             conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
         }
         conn.pragma_update(None, "synchronous", "NORMAL")?;
+        // Statement journals spill to a temporary file past 64 KiB, a single page here: keep them in memory.
+        conn.pragma_update(None, "temp_store", "MEMORY")?;
         migrate::migrate(&mut conn).with_context(|| format!("the database {}", path.display()))?;
+        let page_size: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
         conn.pragma_update(
             None,
             "wal_autocheckpoint",
-            checkpoint::AUTO_CHECKPOINT_PAGES,
+            checkpoint::AUTO_CHECKPOINT_BYTES / page_size.max(512),
         )?;
         Ok(Store {
             checkpointer: Some(Checkpointer::start(path)?),

@@ -128,6 +128,55 @@ fn branch_names_count_on_from_the_base() {
 }
 
 #[test]
+fn new_databases_have_large_pages_and_blobs_read_back_in_chunks() {
+    use crate::gemini::body::BlobSource;
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(&dir.path().join("p.db")).unwrap();
+    let page_size: i64 = store
+        .conn
+        .query_row("PRAGMA page_size", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(page_size, PAGE_SIZE);
+    let s = store
+        .create_session("a", NewSession::empty(&Settings::default()))
+        .unwrap();
+    // An answer whose image spans several pages and does not end on a chunk boundary.
+    let image: Vec<u8> = (0..200_003u32).map(|i| (i * 31 % 253) as u8).collect();
+    let mut part = Part::image("image/png", STANDARD.encode(&image));
+    part.thought_signature = Some(STANDARD.encode(b"x".repeat(5000)));
+    let model = Content {
+        role: Some("model".into()),
+        parts: vec![part],
+        extra: Default::default(),
+    };
+    let user = Content::user(vec![Part::text("p")]);
+    let meta = TurnMeta::default();
+    let decoded = Decoded::of(&model.parts).unwrap();
+    let turn = NewTurn {
+        user: &user,
+        model: &model,
+        meta: &meta,
+    };
+    store
+        .append_decoded(s.id, None, None, turn, Some(&decoded))
+        .unwrap();
+    let hash = hash_hex(&image);
+    let reader = store.blob_reader().unwrap();
+    let mut chunks = Vec::new();
+    reader
+        .read_chunks(&hash, 48 * 1024, &mut |chunk| {
+            chunks.push(chunk.to_vec());
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(chunks.len(), 5);
+    assert!(chunks[..4].iter().all(|c| c.len() == 48 * 1024));
+    assert_eq!(chunks.concat(), image);
+    assert_eq!(reader.read(&hash).unwrap(), image);
+    assert!(reader.read_chunks("0000", 10, &mut |_| Ok(())).is_err());
+}
+
+#[test]
 fn a_file_that_is_not_a_database_is_refused_clearly() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("peel.db");

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use peel::gemini::signatures::MadeBy;
 use peel::gemini::{Content, Part};
 use peel::settings::Settings;
 use peel::store::{NewSession, NewTurn, Store, TurnMeta};
@@ -56,7 +57,13 @@ pub(crate) fn build_thread(
             parts: vec![image],
             extra: Default::default(),
         };
-        let meta = TurnMeta::default();
+        // Made by the API for the session's model, so its signatures go back as they are (a turn of unknown
+        // origin would carry the short dummy instead).
+        let meta = TurnMeta {
+            settings: Some(Settings::default()),
+            made_by: Some(MadeBy::Api { provider: None }),
+            ..TurnMeta::default()
+        };
         let turn = NewTurn {
             user: &user,
             model: &model,

@@ -16,27 +16,28 @@
 //!   (its `x-fake-server-ms`, unrounded); client overhead = wall time - server time.
 //! - request bytes: the body length the fake received.
 //! - peak RSS: the child's `VmHWM`, polled from /proc every millisecond; CPU time and page faults: `wait4`.
-//! - the floor: base64-encoding the raw bytes of the images and signatures of peel's largest request and writing
-//!   them to a loopback socket whose other end drains them; scaled to each turn's request bytes.
+//! - the transport floor: after each of peel's runs, every request of that run is POSTed again, byte for byte as
+//!   the server received it (already encoded, with the same headers, `Accept-Encoding` included), by the least
+//!   client there is (`support::raw_http`: one write of the bytes, the answer read to its last byte, nothing
+//!   parsed) to the same server; its wall time minus the server's time for that request is the floor of that turn
+//!   (median over the runs). Client overhead over the floor is what the client does beyond moving the bytes.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
 use std::os::raw::c_long;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
 use peel::store::Store;
 use serde_json::Value;
 
 use crate::bench::build_thread;
 use crate::harness::{PEEL, Sandbox};
 use crate::support::fake_gemini::{FakeGemini, RecordedRequest};
+use crate::support::raw_http;
 
 const MODEL: &str = "gemini-3-pro-image";
-const SIZE: &str = "2K";
+pub(crate) const SIZE: &str = "2K";
 const LIMIT: Duration = Duration::from_secs(15 * 60);
 
 pub(crate) const PROMPTS: [&str; 10] = [
@@ -74,7 +75,11 @@ fn bench_sdk() {
     machine();
 
     // Start-up first, while this process is still small.
-    let server = FakeGemini::start();
+    let gzip = std::env::var("BENCH_GZIP").is_ok_and(|v| v == "1");
+    let server = FakeGemini::builder()
+        .keep_raw_bodies(true)
+        .compress(gzip)
+        .start();
     let version = median_ms(20, || {
         let sandbox = Sandbox::bare();
         let started = Instant::now();
@@ -82,25 +87,37 @@ fn bench_sdk() {
         started.elapsed()
     });
     let (repl_new, repl_resume) = repl_ready(&server);
+    // A new database costs fsyncs (tens of ms on this machine's busy disk, and as unsteady): once per database,
+    // not per turn. Each run below starts on a database made just before it, as anyone past their first run does.
+    let new_database = median_ms(5, || {
+        let sandbox = Sandbox::new(&server);
+        let started = Instant::now();
+        sandbox.run(&["sessions"], "").expect_code(0);
+        started.elapsed()
+    });
 
     // peel through the thread, each run with a new database; the first run's database and largest request are
     // measured.
     let mut peel_runs = Vec::new();
-    let mut first = None;
+    let mut floor_runs: Vec<Vec<f64>> = Vec::new();
+    let mut db = None;
     for _ in 0..runs {
         let sandbox = Sandbox::new(&server);
+        sandbox.run(&["sessions"], "").expect_code(0);
         let run = run_peel(&sandbox, &script, turns);
         let requests = take_requests(&server, turns, "peel");
+        floor_runs.push(floor(&server, &requests));
         peel_runs.push((figures(&run.turns, &requests), run));
-        if first.is_none() {
-            let largest = requests.iter().max_by_key(|r| r.body_len).unwrap();
-            first = Some((DbFigures::of(&sandbox), request_blobs(largest)));
+        if db.is_none() {
+            db = Some(DbFigures::of(&sandbox));
         }
     }
     let peel = Runs::of(peel_runs);
-    let (db, blobs) = first.unwrap();
-    let (floor_bytes, floor_time) = floor(&blobs);
-    let floor_ms_per_byte = ms(floor_time) / floor_bytes as f64;
+    let db = db.unwrap();
+    let floor_ms: Vec<f64> = (0..turns)
+        .map(|i| median(floor_runs.iter().map(|run| run[i]).collect()))
+        .collect();
+    let floor_total: f64 = floor_ms.iter().sum();
     let issued = server.issued_images();
     let image = issued.last().unwrap();
     println!(
@@ -156,7 +173,7 @@ fn bench_sdk() {
         "overhd ms"
     );
     for (i, t) in peel.turns.iter().enumerate() {
-        let floor_ms = t.request_bytes as f64 * floor_ms_per_byte;
+        let floor_ms = floor_ms[i];
         let sdk_columns = match &sdk {
             Some(sdk) => {
                 let s = &sdk.turns[i];
@@ -169,8 +186,7 @@ fn bench_sdk() {
             }
             None => format!("{:>9} {:>9} {:>10}", "-", "-", "-"),
         };
-        // The first request carries no images: no floor to compare with.
-        let ratio = if floor_ms >= 1.0 {
+        let ratio = if floor_ms > 0.0 {
             format!("{:.2}", t.overhead_ms() / floor_ms)
         } else {
             "-".into()
@@ -194,8 +210,20 @@ fn bench_sdk() {
 
     // Summary.
     let peel_overhead = peel.overhead_ms();
-    let floor_total = peel.request_bytes() as f64 * floor_ms_per_byte;
     let slope = slope_ms_per_byte(&peel.turns);
+    let floor_slope = slope_ms_per_byte(
+        &peel
+            .turns
+            .iter()
+            .zip(&floor_ms)
+            .map(|(t, &floor)| Turn {
+                wall_ms: floor,
+                client_ms: floor,
+                server_ms: 0.0,
+                request_bytes: t.request_bytes,
+            })
+            .collect::<Vec<_>>(),
+    );
     println!(
         "\nsummary ({turns} turns, {SIZE}, {MODEL}; process figures of the median run by wall time):"
     );
@@ -209,11 +237,9 @@ fn bench_sdk() {
         );
     }
     println!(
-        "  floor: base64 + loopback write of {:.1} MB in {:.1} ms ({:.2} ms/MB); for all {turns} requests {:.0} ms",
-        mb(floor_bytes),
-        ms(floor_time),
-        floor_ms_per_byte * 1e6,
-        floor_total,
+        "  floor: peel's {turns} request bodies, already encoded, POSTed again by a minimal client and the answers \
+         read whole: {floor_total:.0} ms beyond the server's time ({:.2} ms/MB of request)",
+        floor_slope * 1e6,
     );
     println!(
         "  database: {} bytes (file {} + wal {}) for {} unique blobs of {} bytes: {:+.2}%",
@@ -226,6 +252,22 @@ fn bench_sdk() {
     );
 
     println!("\ngoals:");
+    goal(
+        "client overhead / transport floor, peel",
+        peel_overhead / floor_total,
+        1.5,
+        &format!(
+            "{peel_overhead:.0} ms / {floor_total:.0} ms over the {turns} turns{}",
+            match &sdk {
+                Some(sdk) => format!(
+                    "; the SDK: {:.0} ms / {floor_total:.0} ms = {:.2}",
+                    sdk.overhead_ms(),
+                    sdk.overhead_ms() / floor_total
+                ),
+                None => String::new(),
+            }
+        ),
+    );
     match &sdk {
         Some(sdk) => {
             let sdk_overhead = sdk.overhead_ms();
@@ -253,14 +295,13 @@ fn bench_sdk() {
         }
     }
     goal(
-        "overhead growth per request byte / floor",
-        slope / floor_ms_per_byte,
+        "overhead growth per request byte / floor's",
+        slope / floor_slope,
         2.0,
         &format!(
-            "{:.2} ms/MB against {:.2} ms/MB (least squares over the turns); total overhead / total floor {:.2}",
+            "{:.2} ms/MB against {:.2} ms/MB (least squares over the turns)",
             slope * 1e6,
-            floor_ms_per_byte * 1e6,
-            peel_overhead / floor_total
+            floor_slope * 1e6,
         ),
     );
     goal(
@@ -270,6 +311,10 @@ fn bench_sdk() {
         &format!("{} / {}", db.file + db.wal, db.blob_bytes),
     );
     goal("peel --version, ms", version, 20.0, "median of 20 runs");
+    println!(
+        "  (a new database: {new_database:.1} ms for `peel sessions` on none, median of 5; each run above starts on \
+         one made before it)"
+    );
     goal(
         "REPL ready, 200 threads, ms",
         repl_new.max(repl_resume),
@@ -542,58 +587,35 @@ fn slope_ms_per_byte(turns: &[Turn]) -> f64 {
 // The floor
 // ---------------------------------------------------------------------------------------------
 
-/// The raw bytes of every image and signature a request carries.
-fn request_blobs(request: &RecordedRequest) -> Vec<Vec<u8>> {
-    let mut blobs = Vec::new();
-    for part in request
-        .contents()
+/// The transport floor of each of `requests` (peel's requests of one run, in order): the same bytes POSTed again
+/// with the same headers by a minimal client, wall time minus the server's own time, in ms.
+fn floor(server: &FakeGemini, requests: &[RecordedRequest]) -> Vec<f64> {
+    let mut walls = Vec::with_capacity(requests.len());
+    for request in requests {
+        let body = request
+            .raw_body
+            .as_ref()
+            .expect("the benchmark's server keeps the request bodies");
+        let path = match &request.query {
+            Some(query) => format!("{}?{query}", request.path),
+            None => request.path.clone(),
+        };
+        let headers: Vec<(&str, &str)> = ["content-type", "x-goog-api-key", "accept-encoding"]
+            .into_iter()
+            .filter_map(|name| request.header(name).map(|value| (name, value)))
+            .collect();
+        let answer = raw_http::post(server.url(), &path, &headers, body).expect("the floor's POST");
+        assert_eq!(answer.status, 200, "the floor's request was refused");
+        walls.push(ms(answer.elapsed));
+    }
+    let replayed = server.requests();
+    server.clear_requests();
+    assert_eq!(replayed.len(), requests.len(), "one replay per request");
+    walls
         .iter()
-        .filter_map(|c| c["parts"].as_array())
-        .flatten()
-    {
-        let data = part["inlineData"]["data"].as_str();
-        for base64 in data.into_iter().chain(part["thoughtSignature"].as_str()) {
-            blobs.push(STANDARD.decode(base64).expect("peel sends standard base64"));
-        }
-    }
-    blobs
-}
-
-/// What moving `blobs` as a request body costs at the least: base64-encoding them and writing them to a loopback
-/// socket whose other end reads everything. Returns the base64 bytes written and the median time of 9 runs.
-fn floor(blobs: &[Vec<u8>]) -> (usize, Duration) {
-    const CHUNK: usize = 192 * 1024; // a multiple of 3: no padding inside a blob
-    let mut encoded = vec![0u8; CHUNK / 3 * 4];
-    let mut written = 0;
-    let mut times = Vec::new();
-    for _ in 0..9 {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let address = listener.local_addr().unwrap();
-        let drain = std::thread::spawn(move || {
-            let (mut socket, _) = listener.accept().unwrap();
-            let mut buffer = vec![0u8; 256 * 1024];
-            let mut total = 0;
-            loop {
-                match socket.read(&mut buffer).unwrap() {
-                    0 => break total,
-                    n => total += n,
-                }
-            }
-        });
-        let mut socket = TcpStream::connect(address).unwrap();
-        let started = Instant::now();
-        written = 0;
-        for chunk in blobs.iter().flat_map(|blob| blob.chunks(CHUNK)) {
-            let n = STANDARD.encode_slice(chunk, &mut encoded).unwrap();
-            socket.write_all(&encoded[..n]).unwrap();
-            written += n;
-        }
-        socket.shutdown(Shutdown::Write).unwrap();
-        assert_eq!(drain.join().unwrap(), written);
-        times.push(started.elapsed());
-    }
-    times.sort();
-    (written, times[times.len() / 2])
+        .zip(&replayed)
+        .map(|(wall, request)| wall - ms(request.server_time.expect("answered")))
+        .collect()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -688,14 +710,14 @@ fn time_to_prompt(sandbox: &Sandbox, args: &[&str], prompt: &str) -> Duration {
 /// A finished child process.
 pub(crate) struct Measured {
     pub(crate) code: i32,
-    started: Instant,
+    pub(crate) started: Instant,
     pub(crate) wall: Duration,
     /// Each stdout line with the moment it arrived.
     pub(crate) lines: Vec<(Instant, String)>,
     pub(crate) stderr: String,
     pub(crate) max_rss_kb: u64,
-    user: Duration,
-    sys: Duration,
+    pub(crate) user: Duration,
+    pub(crate) sys: Duration,
     minor_faults: u64,
 }
 
@@ -709,7 +731,9 @@ pub(crate) fn run_measured(mut command: Command, stdin: &str) -> Measured {
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let program = std::fs::canonicalize(command.get_program()).expect("the program exists");
+    // A program named without a path (a profiler from PATH) is compared by name.
+    let program = std::fs::canonicalize(command.get_program())
+        .unwrap_or_else(|_| PathBuf::from(command.get_program()));
     let started = Instant::now();
     let mut child = command.spawn().expect("the command starts");
     let pid = i32::try_from(child.id()).unwrap();
@@ -855,6 +879,11 @@ fn goal(name: &str, value: f64, at_most: f64, detail: &str) {
     println!("  {verdict}  {name}: {value:.3} (goal <= {at_most:.3}); {detail}");
 }
 
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
 fn median_ms(runs: usize, mut run: impl FnMut() -> Duration) -> f64 {
     let mut times: Vec<Duration> = (0..runs).map(|_| run()).collect();
     times.sort();
@@ -865,7 +894,7 @@ fn manifest_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn ms(d: Duration) -> f64 {
+pub(crate) fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 

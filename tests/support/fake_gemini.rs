@@ -117,12 +117,21 @@ pub struct Config {
     pub check_signatures: bool,
     pub signature_size: SignatureSize,
     pub unknown_fields: UnknownFields,
+    /// Also add a field the client cannot know to every answer's content itself (`"futureContentField"`), beside
+    /// `role` and `parts`, so tests can check that clients keep unknown fields at every level of a content.
+    pub content_unknown_fields: bool,
     /// Answer given when no scripted reply is queued.
     pub default_reply: Reply,
     /// Pause between stream events, so clients can be seen rendering progressively.
     pub stream_event_delay: Duration,
     /// When set, other model ids get the real 404 "models/X is not found".
     pub models: Option<Vec<String>>,
+    /// Compress answers for a client that asks (`Accept-Encoding: gzip`), as Google's front ends do (on by
+    /// default).
+    pub compress: bool,
+    /// Keep every request body's bytes as they arrived ([`RecordedRequest::raw_body`]), so a benchmark can send
+    /// the very same bytes again.
+    pub keep_raw_bodies: bool,
 }
 
 impl Default for Config {
@@ -135,9 +144,12 @@ impl Default for Config {
             check_signatures: true,
             signature_size: SignatureSize::LikeImage,
             unknown_fields: UnknownFields::Alternate,
+            content_unknown_fields: false,
             default_reply: Reply::Image,
             stream_event_delay: Duration::ZERO,
             models: None,
+            keep_raw_bodies: false,
+            compress: true,
         }
     }
 }
@@ -178,6 +190,11 @@ impl Config {
         self
     }
 
+    pub fn content_unknown_fields(mut self, add: bool) -> Self {
+        self.content_unknown_fields = add;
+        self
+    }
+
     pub fn default_reply(mut self, reply: Reply) -> Self {
         self.default_reply = reply;
         self
@@ -185,6 +202,16 @@ impl Config {
 
     pub fn stream_event_delay(mut self, delay: Duration) -> Self {
         self.stream_event_delay = delay;
+        self
+    }
+
+    pub fn compress(mut self, compress: bool) -> Self {
+        self.compress = compress;
+        self
+    }
+
+    pub fn keep_raw_bodies(mut self, keep: bool) -> Self {
+        self.keep_raw_bodies = keep;
         self
     }
 
@@ -294,6 +321,8 @@ pub struct RecordedRequest {
     /// The parsed JSON body; `None` when it is not JSON. Shared because bodies can be huge.
     pub body: Option<Arc<Value>>,
     pub body_len: usize,
+    /// The body's bytes as they arrived, when the server keeps them (`Config::keep_raw_bodies`).
+    pub raw_body: Option<Bytes>,
     /// When the whole body had been received.
     pub received_at: Instant,
     /// The model id of a generate endpoint path.
@@ -466,9 +495,12 @@ impl FakeGemini {
 
     /// Makes the server accept this (image data, signature) pair as if it had issued it, e.g. to
     /// resume a session recorded against another server instance.
+    /// (For every model family.)
     pub fn accept_signature(&self, image_data: &str, signature: &str) {
-        self.shared
-            .remember(SignedKind::Image, image_data, signature);
+        for family in [Family::Gemini3Pro, Family::Gemini31Flash] {
+            self.shared
+                .remember(family, SignedKind::Image, image_data, signature);
+        }
     }
 
     fn spawn(config: Config) -> io::Result<FakeGemini> {
@@ -617,12 +649,12 @@ impl Shared {
         }
     }
 
-    fn remember(&self, kind: SignedKind, content: &str, signature: &str) {
-        lock(&self.signatures).insert(signature_digest(kind, content, signature));
+    fn remember(&self, family: Family, kind: SignedKind, content: &str, signature: &str) {
+        lock(&self.signatures).insert(signature_digest(family, kind, content, signature));
     }
 
-    fn was_issued(&self, kind: SignedKind, content: &str, signature: &str) -> bool {
-        lock(&self.signatures).contains(&signature_digest(kind, content, signature))
+    fn was_issued(&self, family: Family, kind: SignedKind, content: &str, signature: &str) -> bool {
+        lock(&self.signatures).contains(&signature_digest(family, kind, content, signature))
     }
 
     fn next_reply(&self) -> Reply {
@@ -632,7 +664,10 @@ impl Shared {
     }
 }
 
-fn signature_digest(kind: SignedKind, content: &str, signature: &str) -> [u8; 32] {
+/// Signatures are bound to the family of the model that issued them: Google's signatures "are only compatible with
+/// the model family and tier that generated them" (Vertex AI, "Thought signatures"), and the Gemini API answers
+/// another family's signature with `400 Corrupted thought signature.`.
+fn signature_digest(family: Family, kind: SignedKind, content: &str, signature: &str) -> [u8; 32] {
     // Google reads bytes fields in either base64 alphabet, and the official Python SDK resends
     // history re-encoded URL-safe: compare image data and signatures in the standard alphabet.
     // (Any other change, padding included, still counts as an altered signature.)
@@ -642,7 +677,7 @@ fn signature_digest(kind: SignedKind, content: &str, signature: &str) -> [u8; 32
     };
     let signature = standard_alphabet(signature);
     let mut hasher = Sha256::new();
-    hasher.update([kind as u8]);
+    hasher.update([kind as u8, family as u8]);
     // The length prefix keeps (content, signature) pairs from colliding when concatenated.
     hasher.update((content.len() as u64).to_le_bytes());
     hasher.update(content.as_bytes());
@@ -683,6 +718,8 @@ struct Endpoint {
     model: String,
     stream: bool,
     sse: bool,
+    /// The client asked for a gzip-compressed answer (see `fake_gzip`).
+    gzip: bool,
 }
 
 impl Endpoint {
@@ -722,6 +759,7 @@ impl Endpoint {
             model: model.to_string(),
             stream,
             sse,
+            gzip: false,
         })
     }
 
@@ -885,7 +923,10 @@ async fn answer(
     body: Bytes,
     started: Instant,
 ) -> (u64, Response) {
-    let endpoint = Endpoint::parse(uri.path(), uri.query());
+    let endpoint = Endpoint::parse(uri.path(), uri.query()).map(|endpoint| Endpoint {
+        gzip: shared.config.compress && super::fake_gzip::accepts_gzip(&headers),
+        ..endpoint
+    });
     let parsed = serde_json::from_slice::<Value>(&body).map(Arc::new);
     let seq = shared.record(RecordedRequest {
         method: method.to_string(),
@@ -894,6 +935,7 @@ async fn answer(
         headers: header_map(&headers),
         body: parsed.as_ref().ok().cloned(),
         body_len: body.len(),
+        raw_body: shared.config.keep_raw_bodies.then(|| body.clone()),
         received_at: started,
         model: endpoint.as_ref().map(|e| e.model.clone()),
         stream: endpoint.as_ref().is_some_and(|e| e.stream),
@@ -1175,12 +1217,18 @@ fn validate_contents(body: &Value) -> Result<&[Value], ApiError> {
     Ok(contents)
 }
 
-/// The check every naive client fails: model parts must come back exactly as issued.
+/// The check every naive client fails: model parts must come back exactly as issued, by a model of the family
+/// asked now. The parts that must carry a signature are those a Gemini 3 model signs: every non-thought image, and
+/// the first non-thought text part when it comes before the first image. A missing one gets Google's "missing a
+/// thought_signature" 400 (fixtures/real/error-400-missing-image-signature.json; "Text part" for the text one, as
+/// seen after a gemini-2.5-flash-image turn), a signature this family did not issue "Corrupted thought signature",
+/// and the documented dummy passes.
 fn check_signatures(
     shared: &Shared,
     endpoint: &Endpoint,
     contents: &[Value],
 ) -> Result<(), ApiError> {
+    let family = endpoint.family();
     let corrupted = || {
         if endpoint.is_vertex() {
             ApiError::invalid(
@@ -1191,11 +1239,28 @@ fn check_signatures(
             ApiError::invalid("Corrupted thought signature.")
         }
     };
+    let missing = |what: &str, content_index: usize, part_index: usize| {
+        // Positions are 1-based in Google's message.
+        ApiError::invalid(format!(
+            "{what} part is missing a thought_signature in content position {}, part position {}. Please \
+             refer to {MISSING_SIGNATURE_DOCS} for more details.",
+            content_index + 1,
+            part_index + 1
+        ))
+    };
     for (content_index, content) in contents.iter().enumerate() {
         if role_of(content) != "model" {
             continue;
         }
-        for (part_index, part) in parts_of(content).iter().enumerate() {
+        let parts = parts_of(content);
+        let first_image = parts
+            .iter()
+            .position(|p| !is_thought(p) && inline_data(p).is_some());
+        let first_text = parts
+            .iter()
+            .position(|p| !is_thought(p) && inline_data(p).is_none() && p.get("text").is_some());
+        let signed_text = first_text.filter(|&t| first_image.is_some_and(|i| t < i));
+        for (part_index, part) in parts.iter().enumerate() {
             if is_thought(part) {
                 continue;
             }
@@ -1209,24 +1274,25 @@ fn check_signatures(
                 .and_then(Value::as_str)
             {
                 let Some(signature) = signature else {
-                    // Positions are 1-based in Google's message.
-                    return Err(ApiError::invalid(format!(
-                        "Image part is missing a thought_signature in content position {}, part \
-                         position {}. Please refer to {MISSING_SIGNATURE_DOCS} for more details.",
-                        content_index + 1,
-                        part_index + 1
-                    )));
+                    return Err(missing("Image", content_index, part_index));
                 };
-                if !shared.was_issued(SignedKind::Image, data, signature) {
+                if !shared.was_issued(family, SignedKind::Image, data, signature) {
                     return Err(corrupted());
                 }
-            } else if let (Some(text), Some(signature)) =
-                (part.get("text").and_then(Value::as_str), signature)
-            {
-                // A missing text signature is tolerated, as by the real API; a signature moved to
-                // other text (merged stream chunks, an edited turn) is not.
-                if !shared.was_issued(SignedKind::Text, text, signature) {
-                    return Err(corrupted());
+            } else if let Some(text) = part.get("text").and_then(Value::as_str) {
+                match signature {
+                    // A text part the model signs must come back signed; other text may come back bare, as the
+                    // real API tolerates. A signature moved to other text (merged stream chunks, an edited turn)
+                    // is refused.
+                    None if Some(part_index) == signed_text => {
+                        return Err(missing("Text", content_index, part_index));
+                    }
+                    Some(signature)
+                        if !shared.was_issued(family, SignedKind::Text, text, signature) =>
+                    {
+                        return Err(corrupted());
+                    }
+                    _ => {}
                 }
             }
         }
@@ -1593,8 +1659,14 @@ fn stream_or_json(
 ) -> Response {
     let config = &shared.config;
     let json = |body: String| {
+        let compressed = endpoint
+            .gzip
+            .then(|| super::fake_gzip::gzip(body.as_bytes()));
         lock(&shared.sent).push(body.clone());
-        response(200, JSON, Body::from(body), started)
+        match compressed {
+            Some(compressed) => gzipped(response(200, JSON, Body::from(compressed), started)),
+            None => response(200, JSON, Body::from(body), started),
+        }
     };
     if !endpoint.stream {
         let single = events.into_iter().next().unwrap_or(Value::Null);
@@ -1616,13 +1688,40 @@ fn stream_or_json(
         })
         .collect();
     lock(&shared.sent).push(frames.iter().map(|(_, frame)| frame.as_str()).collect());
-    let body = futures_util::stream::iter(frames).then(move |(index, frame)| async move {
+    let chunks: Vec<(usize, Bytes)> = if endpoint.gzip {
+        let texts: Vec<String> = frames.into_iter().map(|(_, frame)| frame).collect();
+        let compressed = super::fake_gzip::gzip_frames(&texts);
+        compressed
+            .into_iter()
+            .map(Bytes::from)
+            .enumerate()
+            .collect()
+    } else {
+        frames
+            .into_iter()
+            .map(|(i, frame)| (i, Bytes::from(frame)))
+            .collect()
+    };
+    let body = futures_util::stream::iter(chunks).then(move |(index, chunk)| async move {
         if index > 0 && !delay.is_zero() {
             tokio::time::sleep(delay).await;
         }
-        Ok::<_, Infallible>(frame)
+        Ok::<_, Infallible>(chunk)
     });
-    response(200, "text/event-stream", Body::from_stream(body), started)
+    let response = response(200, "text/event-stream", Body::from_stream(body), started);
+    if endpoint.gzip {
+        gzipped(response)
+    } else {
+        response
+    }
+}
+
+fn gzipped(mut response: Response) -> Response {
+    response.headers_mut().insert(
+        axum::http::header::CONTENT_ENCODING,
+        HeaderValue::from_static("gzip"),
+    );
+    response
 }
 
 /// Large strings (images, signatures) kept out of the JSON tree until the end. serde_json's
@@ -1729,7 +1828,7 @@ impl Shared {
                         if signed && i == 0 {
                             // The first non-thought part is signed when text precedes the image.
                             let signature = random_base64(&mut rng, 180);
-                            self.remember(SignedKind::Text, &piece, &signature);
+                            self.remember(family, SignedKind::Text, &piece, &signature);
                             part["thoughtSignature"] = json!(signature);
                         }
                         events.push(vec![part]);
@@ -1745,7 +1844,7 @@ impl Shared {
                         SignatureSize::Chars(chars) => chars,
                     };
                     let signature = random_base64(&mut rng, chars);
-                    self.remember(SignedKind::Image, &data, &signature);
+                    self.remember(family, SignedKind::Image, &data, &signature);
                     part["thoughtSignature"] = blobs.add(signature.clone());
                     signature
                 });
@@ -1778,7 +1877,7 @@ impl Shared {
                 } else {
                     let mut part = json!({"text": text});
                     if let Some(signature) = signature {
-                        self.remember(SignedKind::Text, &text, &signature);
+                        self.remember(family, SignedKind::Text, &text, &signature);
                         part["thoughtSignature"] = json!(signature);
                     }
                     events.push(vec![part]);
@@ -1790,6 +1889,9 @@ impl Shared {
         let response_id = random_id(&mut rng);
         let event = |parts: Vec<Value>, finish: bool| {
             let mut candidate = json!({"content": {"parts": parts, "role": "model"}});
+            if self.config.content_unknown_fields {
+                candidate["content"]["futureContentField"] = json!({"y": [2, 3]});
+            }
             if finish {
                 candidate["finishReason"] = json!("STOP");
                 if request.search {
@@ -1821,7 +1923,7 @@ impl Shared {
             Ending::Finished => {
                 let mut last = json!({"text": ""});
                 if let Some(signature) = final_signature {
-                    self.remember(SignedKind::Text, "", &signature);
+                    self.remember(family, SignedKind::Text, "", &signature);
                     last["thoughtSignature"] = json!(signature);
                 }
                 stream.push(event(vec![last], true));
@@ -2122,12 +2224,16 @@ mod tests {
     #[test]
     fn signatures_match_in_either_base64_alphabet() {
         let shared = Shared::new(Config::default());
-        shared.remember(SignedKind::Image, "ab+/cd==", "x+y/z+==");
+        let pro = Family::Gemini3Pro;
+        shared.remember(pro, SignedKind::Image, "ab+/cd==", "x+y/z+==");
         // What the Python SDK sends back: the same bytes, URL-safe.
-        assert!(shared.was_issued(SignedKind::Image, "ab-_cd==", "x-y_z-=="));
-        assert!(shared.was_issued(SignedKind::Image, "ab+/cd==", "x+y/z+=="));
-        assert!(!shared.was_issued(SignedKind::Image, "ab+/cd==", "x+y/z/=="));
-        assert!(!shared.was_issued(SignedKind::Image, "ab+/ce==", "x+y/z+=="));
+        assert!(shared.was_issued(pro, SignedKind::Image, "ab-_cd==", "x-y_z-=="));
+        assert!(shared.was_issued(pro, SignedKind::Image, "ab+/cd==", "x+y/z+=="));
+        assert!(!shared.was_issued(pro, SignedKind::Image, "ab+/cd==", "x+y/z/=="));
+        assert!(!shared.was_issued(pro, SignedKind::Image, "ab+/ce==", "x+y/z+=="));
+        // Another family's signature is not this one's.
+        let flash = Family::Gemini31Flash;
+        assert!(!shared.was_issued(flash, SignedKind::Image, "ab+/cd==", "x+y/z+=="));
     }
 
     #[test]

@@ -146,6 +146,7 @@ pub(super) fn gemini_endpoint(model: &str, stream: bool) -> Endpoint {
         model: model.to_string(),
         stream,
         sse: stream,
+        gzip: false,
     }
 }
 
@@ -441,7 +442,7 @@ fn admit_create(shared: &Shared, body: &Value) -> Result<Create, ApiError> {
     chain.reverse();
     let endpoint = gemini_endpoint(&model, stream);
     if shared.config.check_signatures && endpoint.family() != Family::Gemini25 {
-        check_step_signatures(shared, &input)?;
+        check_step_signatures(shared, endpoint.family(), &input)?;
     }
     let mut steps: Vec<&Value> = Vec::new();
     for stored in &chain {
@@ -608,7 +609,7 @@ fn response_format(format: Option<&Value>) -> Result<Map<String, Value>, ApiErro
 
 /// The check every naive client fails, for steps: a thought's signature must be the one issued with the output
 /// that follows it; an image output must come after a signed thought.
-fn check_step_signatures(shared: &Shared, steps: &[Value]) -> Result<(), ApiError> {
+fn check_step_signatures(shared: &Shared, family: Family, steps: &[Value]) -> Result<(), ApiError> {
     let mut signature: Option<&str> = None;
     for (index, step) in steps.iter().enumerate() {
         match step.get("type").and_then(Value::as_str) {
@@ -637,7 +638,7 @@ fn check_step_signatures(shared: &Shared, steps: &[Value]) -> Result<(), ApiErro
                             .get("data")
                             .and_then(Value::as_str)
                             .unwrap_or_default();
-                        if !shared.was_issued(SignedKind::Image, data, signature) {
+                        if !shared.was_issued(family, SignedKind::Image, data, signature) {
                             return Err(invalid("Corrupted thought signature."));
                         }
                     }
@@ -646,7 +647,7 @@ fn check_step_signatures(shared: &Shared, steps: &[Value]) -> Result<(), ApiErro
                             .get("text")
                             .and_then(Value::as_str)
                             .unwrap_or_default();
-                        if !shared.was_issued(SignedKind::Text, text, signature) {
+                        if !shared.was_issued(family, SignedKind::Text, text, signature) {
                             return Err(invalid("Corrupted thought signature."));
                         }
                     }
@@ -738,7 +739,7 @@ impl Shared {
             text_tokens = token_estimate(&text);
             let signature = signed.then(|| {
                 let signature = random_base64(&mut rng, 180);
-                self.remember(SignedKind::Text, &text, &signature);
+                self.remember(family, SignedKind::Text, &text, &signature);
                 json!(signature)
             });
             thought(&mut steps, signature);
@@ -759,7 +760,7 @@ impl Shared {
                     SignatureSize::Chars(chars) => chars,
                 };
                 let signature = random_base64(&mut rng, chars);
-                self.remember(SignedKind::Image, &data, &signature);
+                self.remember(family, SignedKind::Image, &data, &signature);
                 signature
             });
             thought(&mut steps, signature.clone().map(|s| blobs.add(s)));

@@ -4,7 +4,9 @@
 #![allow(dead_code)]
 
 pub mod fake_gemini;
+pub mod fake_gzip;
 pub mod hostile;
+pub mod raw_http;
 
 use std::path::PathBuf;
 
