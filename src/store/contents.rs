@@ -248,26 +248,10 @@ impl Store {
             .with_context(|| format!("reading content {} from the database", row.id))
     }
 
-    /// The `contents` of a request from the root to `head`, each large value a placeholder that the streamed body
-    /// fills in from the blobs ([`crate::gemini::body`]).
-    pub fn contents_by_reference(&self, head: Option<i64>) -> Result<Vec<Content>> {
-        self.chain(head)?
-            .iter()
-            .map(|row| {
-                let parts = blobs::internalize_refs(&row.parts_json)
-                    .with_context(|| format!("reading content {} from the database", row.id))?;
-                Ok(Content {
-                    role: Some(row.role.clone()),
-                    parts,
-                    extra: row.extra.clone(),
-                })
-            })
-            .collect()
-    }
-
-    /// The history up to `head` as a request to a model of family `target` carries it: by reference (as
-    /// [`Store::contents_by_reference`]), with the dummy signature where a model content did not come from that
-    /// family ([`signatures::prepare`]). The stored contents are not changed.
+    /// The history up to `head` as a request to a model of family `target` carries it: each large value left in
+    /// the store as a typed reference that the streamed body reads ([`crate::gemini::body`]), and the dummy
+    /// signature where a model content did not come from that family ([`signatures::prepare`]). The stored
+    /// contents are not changed.
     pub fn contents_for(&self, head: Option<i64>, target: &Family) -> Result<Vec<Content>> {
         let chain = self.chain(head)?;
         let origins: Vec<Origin> = chain

@@ -668,7 +668,7 @@ fn repl_ready(server: &FakeGemini) -> (f64, f64) {
     }
     build_thread(&mut store, "long", 10, 1_800_000, 1_000);
     drop(store);
-    let new = median_ms(5, || time_to_prompt(&sandbox, &[], "(new session)> "));
+    let new = median_ms(5, || time_to_prompt(&sandbox, &[], "new session> "));
     let resume = median_ms(5, || time_to_prompt(&sandbox, &["-r"], "long> "));
     (new, resume)
 }
