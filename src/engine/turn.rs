@@ -143,6 +143,7 @@ impl Engine {
         let answer = self.ask(&prepared, &user, parent, take, events, cancel)?;
         let answered = self.answered(answer)?;
         let (arrival, shown) = self.arrival(&user, answered, parent, prompt, false);
+        // One after the other, not side by side: on a nearly full disk the journal must get the room first.
         let entry = self.journal(&arrival, events);
         let recorded = self.record(arrival, entry, events)?;
         let label = recorded.take.label(recorded.turn);
