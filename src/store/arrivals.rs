@@ -237,6 +237,7 @@ impl Store {
         if self.read_only.is_some() {
             return Ok(report);
         }
+        journal.finish_unfinished();
         let listing = journal.pending()?;
         report.damaged = listing.damaged;
         for entry in listing.entries {

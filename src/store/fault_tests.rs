@@ -510,3 +510,40 @@ fn generated_names_stay_within_the_rules() {
             .is_err()
     );
 }
+
+/// A peel killed while writing an entry leaves a `.writing-` file: once it is old, a whole one is recorded (killed
+/// between the fsync and the rename) and a cut one removed; a young one may be another peel's and is left alone.
+#[test]
+fn unfinished_entries_are_finished_or_cleared_once_old() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(&db(dir.path())).unwrap();
+    let fox = store
+        .create_session("fox", NewSession::empty(&Settings::default()))
+        .unwrap();
+    let journal = store.journal().unwrap();
+    let age = |path: &Path, seconds: u64| {
+        let file = std::fs::File::options().write(true).open(path).unwrap();
+        file.set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(seconds))
+            .unwrap();
+    };
+    let whole = journal.write(&arrival(&fox, 1)).unwrap();
+    let whole_tmp = journal.dir().join(".writing-whole");
+    std::fs::rename(&whole.path, &whole_tmp).unwrap();
+    age(&whole_tmp, 3600);
+    let cut = journal.write(&arrival(&fox, 2)).unwrap();
+    let bytes = std::fs::read(&cut.path).unwrap();
+    std::fs::remove_file(&cut.path).unwrap();
+    let cut_tmp = journal.dir().join(".writing-cut");
+    std::fs::write(&cut_tmp, &bytes[..bytes.len() / 2]).unwrap();
+    age(&cut_tmp, 3600);
+    let young = journal.dir().join(".writing-young");
+    std::fs::write(&young, &bytes[..10]).unwrap();
+
+    let report = store.recover_arrivals().unwrap();
+    assert_eq!(report.recorded.len(), 1, "{:?}", report.lines());
+    assert_eq!(report.recorded[0].0.id(), whole.id());
+    assert_eq!(turns(&store, "fox"), 1);
+    assert!(!whole_tmp.exists() && !cut_tmp.exists());
+    assert!(young.exists(), "another peel may be writing it");
+    assert!(report.damaged.is_empty());
+}

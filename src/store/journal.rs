@@ -34,6 +34,9 @@ const MAX_HEADER_BYTES: u64 = 64 * 1024;
 
 /// At most this many entries are looked at per listing (an entry is one paid turn; thousands mean something else).
 const MAX_LISTED: usize = 1000;
+/// Entries are written as `.writing-*` files and renamed when whole. One this old was left by a peel that died while
+/// writing it (a write takes milliseconds); a younger one may be another peel's, being written now.
+const UNFINISHED_AFTER: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// Where an arrived turn belongs: the session as this process last saw it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -201,6 +204,41 @@ impl Journal {
         }
     }
 
+    /// Deals with what peels killed while writing an entry left behind ([`UNFINISHED_AFTER`]): a file that is whole
+    /// (its header, length and checksum check out: killed between the fsync and the rename) becomes the entry it
+    /// was meant to be, to be recorded; anything else held no answer durably and is removed. Returns how many of
+    /// each.
+    pub fn finish_unfinished(&self) -> (usize, usize) {
+        let Ok(read) = fs::read_dir(&self.dir) else {
+            return (0, 0);
+        };
+        let (mut kept, mut removed) = (0, 0);
+        for entry in read.flatten() {
+            let name = entry.file_name();
+            let stale = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|at| at.elapsed().is_ok_and(|age| age >= UNFINISHED_AFTER));
+            if !name.to_string_lossy().starts_with(".writing-") || !stale {
+                continue;
+            }
+            let path = entry.path();
+            let whole = read_header(&path).ok().filter(|header| {
+                let entry = JournalEntry {
+                    path: path.clone(),
+                    header: header.clone(),
+                };
+                read_body(&entry).is_ok() && valid_id(&header.id)
+            });
+            let kept_as = whole.map(|header| self.dir.join(format!("{}.json", header.id)));
+            match kept_as {
+                Some(to) if !to.exists() && fs::rename(&path, &to).is_ok() => kept += 1,
+                _ => removed += usize::from(fs::remove_file(&path).is_ok()),
+            }
+        }
+        (kept, removed)
+    }
+
     /// The entries waiting to be recorded, oldest first. An entry whose header cannot be read is set aside.
     pub fn pending(&self) -> Result<Listing> {
         let mut listing = Listing::default();
@@ -333,6 +371,16 @@ fn open_entry(path: &Path) -> Result<File, String> {
         ));
     }
     Ok(file)
+}
+
+/// An id as [`new_entry_id`] makes them (it becomes a file name).
+fn valid_id(id: &str) -> bool {
+    id.split_once('-').is_some_and(|(time, random)| {
+        !time.is_empty()
+            && time.bytes().all(|b| b.is_ascii_digit())
+            && !random.is_empty()
+            && random.bytes().all(|b| b.is_ascii_hexdigit())
+    })
 }
 
 /// A new entry id: the time (so names sort oldest first) and 64 random bits.

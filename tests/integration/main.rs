@@ -15,6 +15,7 @@ mod fake_server;
 mod harness;
 mod hostile;
 mod interactions;
+mod kill_sweep;
 mod mixed;
 mod profile;
 mod providers;
