@@ -77,6 +77,8 @@ fn ctrl_d_leaves_and_tab_completes() {
     p.exp_string("/settings").unwrap();
     p.send_line("").unwrap();
     p.exp_string("gemini-3-pro-image").unwrap();
+    // Ctrl-D at the prompt, once it is back (as a person presses it).
+    p.exp_string("new session> ").unwrap();
     p.send_control('d').unwrap();
     p.exp_eof().unwrap();
     assert_eq!(server.request_count(), 0);
