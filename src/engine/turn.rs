@@ -422,12 +422,8 @@ impl Engine {
                 .into());
             }
         };
-        if let (Some(journal), Some(entry)) = (self.store.journal(), &entry)
-            && let Err(e) = journal.remove(entry)
-        {
-            events.emit(Event::Warning(&format!(
-                "{e:#} (the turn is saved; the entry will be skipped)"
-            )));
+        if let Some(entry) = &entry {
+            self.store.forget_entry(entry);
         }
         let appended = recorded.appended;
         self.session.attachments.clear();

@@ -5,6 +5,7 @@
 use anyhow::{Context, Result};
 use rusqlite::{OptionalExtension, TransactionBehavior, params};
 
+use super::checkpoint;
 use super::contents::{insert_turn, placed_turn};
 use super::journal::{Arrival, DamagedEntry, Journal, JournalEntry};
 use super::sessions::{NewSession, branch_name_in, free_name_in, insert_session};
@@ -249,16 +250,39 @@ impl Store {
                 }
             };
             match self.record_arrival(entry.id(), &arrival) {
-                Ok(recorded) => {
-                    if let Err(e) = journal.remove(&entry) {
-                        report.failed.push((entry, e));
-                        continue;
-                    }
-                    report.recorded.push((entry, recorded));
-                }
+                Ok(recorded) => report.recorded.push((entry, recorded)),
+                Err(e) => report.failed.push((entry, e)),
+            }
+        }
+        // The entries go once their commits are on disk (one sync for them all).
+        if let Some(path) = self.path.as_deref()
+            && !report.recorded.is_empty()
+            && !checkpoint::sync_log(path)
+        {
+            return Ok(report);
+        }
+        let recorded = std::mem::take(&mut report.recorded);
+        for (entry, done) in recorded {
+            match journal.remove(&entry) {
+                Ok(()) => report.recorded.push((entry, done)),
                 Err(e) => report.failed.push((entry, e)),
             }
         }
         Ok(report)
+    }
+
+    /// Removes the journal entry of a turn this store has just recorded, once that commit is on disk (in the
+    /// background: see [`checkpoint`]). An entry left behind is found recorded by the next peel and removed then.
+    pub fn forget_entry(&self, entry: &JournalEntry) {
+        match &self.checkpointer {
+            Some(checkpointer) => checkpointer.forget(entry.path.clone()),
+            None => {
+                if let Some(path) = self.path.as_deref()
+                    && checkpoint::sync_log(path)
+                {
+                    let _ = std::fs::remove_file(&entry.path);
+                }
+            }
+        }
     }
 }

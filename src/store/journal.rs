@@ -1,5 +1,5 @@
 //! The journal of arrived answers: a paid answer is written here, durably, before anything that can fail (the
-//! database transaction, the image file, the terminal), and removed once the turn's transaction has committed.
+//! database transaction, the image file, the terminal), and removed once the turn's transaction is on disk.
 //! An entry left behind (a full disk, a database locked past the busy timeout, a crash) is recorded into its thread
 //! by the next peel that opens the database ([`crate::store::Store::recover_arrivals`]).
 //!
@@ -193,8 +193,9 @@ impl Journal {
         Ok(JournalEntry { path, header })
     }
 
-    /// Removes an entry once its turn is committed. An entry already gone (another peel recorded it) is fine.
-    /// The removal is not synced: if a crash undoes it, the next peel finds the entry's id in the database's
+    /// Removes an entry once the commit that recorded its turn is on disk (the caller syncs the database's log
+    /// first: [`crate::store::Store::forget_entry`]). An entry already gone (another peel recorded it) is fine.
+    /// The removal itself is not synced: if a crash undoes it, the next peel finds the entry's id in the database's
     /// arrivals and only removes it again (an fsync of the folder saved on every turn).
     pub fn remove(&self, entry: &JournalEntry) -> Result<()> {
         match fs::remove_file(&entry.path) {
