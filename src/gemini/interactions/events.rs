@@ -111,6 +111,9 @@ const KNOWN_EVENTS: [&str; 7] = [
     "error",
 ];
 
+/// The most steps an interaction's stream may build here (an image turn has a handful: thoughts, then the output).
+const MAX_STEPS: usize = 1024;
+
 /// Builds the interaction out of a stream's events, reporting thought summaries and text as they arrive.
 #[derive(Debug, Default)]
 pub struct Assembler {
@@ -173,7 +176,7 @@ impl Assembler {
                 for block in step_blocks(&step) {
                     report(block, step_is_thought(&step), progress);
                 }
-                *self.slot(index) = Some(step);
+                *self.slot(index)? = Some(step);
             }
             Event::StepDelta { index, delta, .. } => self.apply(index, delta, progress)?,
             Event::StepStop { usage, .. } => {
@@ -236,11 +239,19 @@ impl Assembler {
         }
     }
 
-    fn slot(&mut self, index: usize) -> &mut Option<Step> {
+    /// The step at `index`, made room for. The index comes from the server: one past [`MAX_STEPS`] is refused,
+    /// since the steps are a dense list and an index of a billion would ask for gigabytes.
+    fn slot(&mut self, index: usize) -> Result<&mut Option<Step>, GeminiError> {
+        if index >= MAX_STEPS {
+            return Err(GeminiError::Malformed(format!(
+                "interaction stream event {}: step {index}, past the {MAX_STEPS} steps an interaction may have",
+                self.events
+            )));
+        }
         if self.steps.len() <= index {
             self.steps.resize(index + 1, None);
         }
-        &mut self.steps[index]
+        Ok(&mut self.steps[index])
     }
 
     fn apply(
@@ -250,7 +261,7 @@ impl Assembler {
         progress: &dyn Fn(Progress<'_>),
     ) -> Result<(), GeminiError> {
         let events = self.events;
-        let slot = self.slot(index);
+        let slot = self.slot(index)?;
         // A delta for a step that never started: the kind follows from the delta.
         let step = slot.get_or_insert_with(|| match delta {
             Delta::ThoughtSignature { .. } | Delta::ThoughtSummary { .. } => Step::Thought {
@@ -505,6 +516,26 @@ mod tests {
         let (result, _) = assemble(&[serde_json::json!({"event_type": "step.delta",
             "delta": {"type": "text", "text": "no index"}})]);
         assert!(matches!(result, Err(GeminiError::Malformed(m)) if m.contains("step.delta")));
+    }
+
+    #[test]
+    fn a_step_index_from_a_hostile_server_is_refused_not_allocated() {
+        for index in [1024_u64, 1 << 32, u64::MAX] {
+            let (result, _) = assemble(&[
+                serde_json::json!({"event_type": "step.start", "index": index, "step": {"type": "model_output"}}),
+            ]);
+            assert!(
+                matches!(&result, Err(GeminiError::Malformed(m)) if m.contains("past the 1024 steps")),
+                "{result:?}"
+            );
+            let (result, _) = assemble(&[serde_json::json!({"event_type": "step.delta", "index": index,
+                "delta": {"type": "text", "text": "x"}})]);
+            assert!(matches!(&result, Err(GeminiError::Malformed(_))), "{result:?}");
+        }
+        let (result, _) = assemble(&[
+            serde_json::json!({"event_type": "step.start", "index": 1023, "step": {"type": "model_output"}}),
+        ]);
+        assert!(matches!(result, Err(GeminiError::Incomplete(1))), "{result:?}");
     }
 
     #[test]
