@@ -26,9 +26,10 @@ use serde_json::{Value, json};
 
 use super::Progress;
 use super::body::{BlobSource, Body, Marks};
+use super::client::parse_json;
 use super::client::{Api, Client};
 use super::error::{ApiError, GeminiError};
-use super::files::{FileInfo, VERSION, int64, parse_json};
+use super::files::{FileInfo, VERSION, int64};
 use super::interactions::client::path_segment;
 use super::interactions::types::string_enum;
 use super::types::{GenerateContentRequest, GenerateContentResponse};
@@ -230,8 +231,7 @@ fn api_error(status: &Value) -> ApiError {
         .and_then(|c| u16::try_from(c).ok())
         .filter(|c| (100..600).contains(c))
         .unwrap_or(500);
-    let body = json!({ "error": status });
-    ApiError::from_body(code, body.to_string().as_bytes())
+    ApiError::from_status(code, status)
 }
 
 /// One result line or inline result: `{key | metadata.key, response | error}`.
@@ -355,13 +355,7 @@ impl Client {
             (body, Some(uploaded))
         };
         let bytes = self
-            .retry_policy()
-            .run(progress, || async {
-                let response = self
-                    .send(Method::POST, &url, &HeaderMap::new(), Some(&body), progress)
-                    .await?;
-                response.bytes().await.map_err(|e| self.transport(e))
-            })
+            .call(Method::POST, &url, &HeaderMap::new(), Some(&body), progress)
             .await?;
         let job = BatchJob::from_value(&parse_json::<Value>(&bytes)?)?;
         Ok(SubmittedBatch { job, uploaded })
@@ -415,32 +409,16 @@ impl Client {
     pub async fn cancel_batch(&self, name: &str) -> Result<(), GeminiError> {
         self.batch_only()?;
         let url = self.batch_url(name, ":cancel");
-        self.post_empty(&url).await
+        let empty = Body::plain("{}");
+        self.call_unanswered(Method::POST, &url, &HeaderMap::new(), Some(&empty))
+            .await
     }
 
     /// Deletes a job (its results go with it).
     pub async fn delete_batch(&self, name: &str) -> Result<(), GeminiError> {
         self.batch_only()?;
         let url = self.batch_url(name, "");
-        let quiet = |_: Progress<'_>| {};
-        self.retry_policy()
-            .run(&quiet, || async {
-                self.send(Method::DELETE, &url, &HeaderMap::new(), None, &quiet)
-                    .await
-                    .map(drop)
-            })
-            .await
-    }
-
-    async fn post_empty(&self, url: &str) -> Result<(), GeminiError> {
-        let quiet = |_: Progress<'_>| {};
-        let empty = Body::plain("{}");
-        self.retry_policy()
-            .run(&quiet, || async {
-                self.send(Method::POST, url, &HeaderMap::new(), Some(&empty), &quiet)
-                    .await
-                    .map(drop)
-            })
+        self.call_unanswered(Method::DELETE, &url, &HeaderMap::new(), None)
             .await
     }
 

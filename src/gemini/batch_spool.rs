@@ -7,7 +7,6 @@
 use std::fs::File;
 use std::io::{BufReader, Seek, SeekFrom, Write};
 
-use futures_util::StreamExt as _;
 use reqwest::Method;
 use reqwest::header::HeaderMap;
 use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
@@ -45,8 +44,7 @@ impl Client {
                     .send(Method::GET, &url, &HeaderMap::new(), None, &quiet)
                     .await?;
                 let mut chunks = response.bytes_stream();
-                while let Some(chunk) = chunks.next().await {
-                    let chunk = chunk.map_err(|e| self.transport(e))?;
+                while let Some(chunk) = self.next_chunk(&mut chunks).await? {
                     file.write_all(&chunk).map_err(|e| spool_error(&e))?;
                 }
                 Ok(file)
@@ -67,11 +65,7 @@ impl Client {
             .filter(|_| skeleton.get("name").is_none())
         {
             // An error payload in a 200, as some servers send.
-            let body = serde_json::json!({ "error": error });
-            return Err(GeminiError::Api(ApiError::from_body(
-                200,
-                body.to_string().as_bytes(),
-            )));
+            return Err(GeminiError::Api(ApiError::from_status(200, error)));
         }
         spooled.job = BatchJob::from_value(&skeleton)?;
         spooled.inline_results = count;

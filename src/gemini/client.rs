@@ -185,25 +185,35 @@ impl Client {
             .send(Method::POST, &url, &HeaderMap::new(), Some(body), progress)
             .await?;
         if !stream {
-            let bytes = self
-                .read_body(response, self.config.max_response_bytes, false)
-                .await?;
-            return parse_response(&bytes);
+            return parse_response(&self.read_answer(response).await?);
         }
-        let is_sse = response
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.starts_with("text/event-stream"));
-        if !is_sse {
+        if !is_event_stream(&response) {
             // A JSON array of chunks (Vertex without alt=sse) or a gateway that answered in one piece.
-            let bytes = self
-                .read_body(response, self.config.max_response_bytes, false)
-                .await?;
-            return assemble_body(&bytes, progress);
+            return assemble_body(&self.read_answer(response).await?, progress);
         }
-        let mut decoder = SseDecoder::new();
         let mut assembler = Assembler::new();
+        self.read_events(response, |event| assembler.push_json(event, progress))
+            .await?;
+        assembler.finish()
+    }
+
+    /// A whole answer, read as it arrives within the response limit (`max_response_bytes`) and the idle timeout.
+    pub(super) async fn read_answer(
+        &self,
+        response: reqwest::Response,
+    ) -> Result<Vec<u8>, GeminiError> {
+        self.read_body(response, self.config.max_response_bytes, false)
+            .await
+    }
+
+    /// A server-sent event stream, each event's data handed to `each` as it arrives, within the response limit
+    /// (all events together) and the idle timeout (between chunks).
+    pub(super) async fn read_events(
+        &self,
+        response: reqwest::Response,
+        mut each: impl FnMut(&[u8]) -> Result<(), GeminiError>,
+    ) -> Result<(), GeminiError> {
+        let mut decoder = SseDecoder::new();
         let mut chunks = response.bytes_stream();
         let mut received = 0u64;
         while let Some(chunk) = self.next_chunk(&mut chunks).await? {
@@ -214,13 +224,54 @@ impl Client {
                 });
             }
             for event in decoder.push(&chunk) {
-                assembler.push_json(&event, progress)?;
+                each(&event)?;
             }
         }
-        if let Some(event) = decoder.finish() {
-            assembler.push_json(&event, progress)?;
+        match decoder.finish() {
+            Some(event) => each(&event),
+            None => Ok(()),
         }
-        assembler.finish()
+    }
+
+    /// One call whose whole (small) answer is wanted: sent, checked and read as [`Client::read_answer`] reads,
+    /// tried again as the retry policy says.
+    pub(super) async fn call(
+        &self,
+        method: Method,
+        url: &str,
+        headers: &HeaderMap,
+        body: Option<&Body>,
+        progress: &dyn Fn(Progress<'_>),
+    ) -> Result<Vec<u8>, GeminiError> {
+        self.config
+            .retry
+            .run(progress, || async {
+                let response = self
+                    .send(method.clone(), url, headers, body, progress)
+                    .await?;
+                self.read_answer(response).await
+            })
+            .await
+    }
+
+    /// One call whose answer says nothing peel needs (a delete, a cancel): sent and checked, its body left unread,
+    /// tried again as the retry policy says.
+    pub(super) async fn call_unanswered(
+        &self,
+        method: Method,
+        url: &str,
+        headers: &HeaderMap,
+        body: Option<&Body>,
+    ) -> Result<(), GeminiError> {
+        let quiet = |_: Progress<'_>| {};
+        self.config
+            .retry
+            .run(&quiet, || async {
+                self.send(method.clone(), url, headers, body, &quiet)
+                    .await
+                    .map(drop)
+            })
+            .await
     }
 
     /// One HTTP exchange with the credential applied (an OAuth token that expired between turns is fetched again,
@@ -326,7 +377,7 @@ impl Client {
     }
 
     /// The next chunk of a body, or the end; an error when nothing arrives within the idle timeout.
-    async fn next_chunk(
+    pub(super) async fn next_chunk(
         &self,
         chunks: &mut (impl futures_util::Stream<Item = reqwest::Result<bytes::Bytes>> + Unpin),
     ) -> Result<Option<bytes::Bytes>, GeminiError> {
@@ -341,22 +392,35 @@ impl Client {
 
     /// A whole body of at most `limit` bytes, read as it arrives (never more than `limit` plus one chunk). With
     /// `truncate`, a longer body is cut at `limit` instead of refused (for error bodies, which are shown, not used).
-    async fn read_body(
+    pub(super) async fn read_body(
         &self,
         response: reqwest::Response,
         limit: u64,
         truncate: bool,
     ) -> Result<Vec<u8>, GeminiError> {
-        let mut chunks = response.bytes_stream();
+        let limit_bytes = usize::try_from(limit).unwrap_or(usize::MAX);
+        // Room for the whole body at once when the server says how long it is: no copies as it grows.
         let mut body = Vec::new();
+        if let Some(length) = response.content_length().filter(|&n| n <= limit) {
+            let _ = body.try_reserve_exact(length as usize);
+        }
+        let mut chunks = response.bytes_stream();
         while let Some(chunk) = self.next_chunk(&mut chunks).await? {
-            if (body.len() + chunk.len()) as u64 > limit {
+            let wanted = body.len() + chunk.len();
+            if wanted > limit_bytes {
                 if truncate {
-                    let room = (limit as usize).saturating_sub(body.len());
+                    let room = limit_bytes.saturating_sub(body.len());
                     body.extend_from_slice(&chunk[..room.min(chunk.len())]);
                     break;
                 }
                 return Err(GeminiError::ResponseTooLarge { limit });
+            }
+            if wanted > body.capacity() && wanted > GROWN_AT {
+                // A body of unknown length past its first megabyte: room up to the limit at once. Doubling would
+                // leave each outgrown buffer in the heap, which keeps freed memory (main.rs), about as much again
+                // as the body; a buffer this large is mapped on its own and only the pages written are resident.
+                let room = limit_bytes.min(MAX_ROOM_AT_ONCE).max(wanted);
+                let _ = body.try_reserve_exact(room - body.len());
             }
             body.extend_from_slice(&chunk);
         }
@@ -517,6 +581,21 @@ fn scrub_value(value: &mut Value, fix: &dyn Fn(&mut String)) {
 /// Error bodies beyond this are not read: a few hundred bytes say what went wrong.
 const MAX_ERROR_BODY: u64 = 64 * 1024;
 
+/// A body of unknown length that grows past this gets room up to its limit at once ([`Client::read_body`]).
+const GROWN_AT: usize = 1 << 20;
+
+/// The most room taken at once for a body of unknown length; past it, the body grows as usual.
+const MAX_ROOM_AT_ONCE: usize = 256 << 20;
+
+/// Whether an answer is a server-sent event stream (a server asked to stream may still answer in one piece).
+pub(super) fn is_event_stream(response: &reqwest::Response) -> bool {
+    response
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/event-stream"))
+}
+
 /// A 2xx body: one response, or (Vertex) a one-element array of it.
 pub fn parse_response(bytes: &[u8]) -> Result<GenerateContentResponse, GeminiError> {
     let value: serde_json::Value =
@@ -525,12 +604,17 @@ pub fn parse_response(bytes: &[u8]) -> Result<GenerateContentResponse, GeminiErr
         serde_json::Value::Array(mut items) if items.len() == 1 => items.remove(0),
         other => other,
     };
+    from_json(value)
+}
+
+/// A 2xx JSON body of the type wanted, or the error payload some servers put in a 200.
+pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, GeminiError> {
+    from_json(serde_json::from_slice(bytes).map_err(|e| GeminiError::Malformed(e.to_string()))?)
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> Result<T, GeminiError> {
     if let Some(error) = value.get("error") {
-        let body = serde_json::json!({ "error": error });
-        return Err(GeminiError::Api(ApiError::from_body(
-            200,
-            body.to_string().as_bytes(),
-        )));
+        return Err(GeminiError::Api(ApiError::from_status(200, error)));
     }
     serde_json::from_value(value).map_err(|e| GeminiError::Malformed(e.to_string()))
 }

@@ -244,6 +244,12 @@ impl ApiError {
         error
     }
 
+    /// An error payload (a google.rpc Status) that came inside a 2xx body or a batch result, read as an error body.
+    pub fn from_status(http_status: u16, status: &Value) -> ApiError {
+        let body = serde_json::json!({ "error": status });
+        ApiError::from_body(http_status, body.to_string().as_bytes())
+    }
+
     /// Worth sending again after a wait: overload, server faults, and per-minute quotas that say when to come back.
     pub fn is_retryable(&self) -> bool {
         match self.http_status {

@@ -17,8 +17,9 @@ use serde_json::{Map, Value};
 
 use super::Progress;
 use super::body::Body;
+use super::client::parse_json;
 use super::client::{Api, Client};
-use super::error::{ApiError, GeminiError};
+use super::error::GeminiError;
 use super::interactions::client::path_segment;
 use super::interactions::types::string_enum;
 
@@ -182,7 +183,7 @@ impl Client {
             .get("x-goog-upload-status")
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
-        let bytes = finished.bytes().await.map_err(|e| self.transport(e))?;
+        let bytes = self.read_answer(finished).await?;
         if status.as_deref().is_some_and(|s| s != "final") {
             return Err(GeminiError::Malformed(format!(
                 "the upload ended with status {status:?}, not final"
@@ -214,25 +215,11 @@ impl Client {
         Ok(url.into())
     }
 
-    /// A file's description.
-    pub async fn get_file(&self, name: &str) -> Result<FileInfo, GeminiError> {
-        self.files_only("the Files API")?;
-        let url = self.file_url(name, "");
-        let bytes = self.get_bytes(&url).await?;
-        parse_json(&bytes)
-    }
-
     /// Deletes a file (uploaded request files are kept 48 hours otherwise).
     pub async fn delete_file(&self, name: &str) -> Result<(), GeminiError> {
         self.files_only("the Files API")?;
         let url = self.file_url(name, "");
-        let quiet = |_: Progress<'_>| {};
-        self.retry_policy()
-            .run(&quiet, || async {
-                self.send(Method::DELETE, &url, &HeaderMap::new(), None, &quiet)
-                    .await
-                    .map(drop)
-            })
+        self.call_unanswered(Method::DELETE, &url, &HeaderMap::new(), None)
             .await
     }
 
@@ -267,31 +254,10 @@ impl Client {
     }
 
     /// A GET whose whole (small) answer is wanted, retried as the policy says.
-    pub(crate) async fn get_bytes(&self, url: &str) -> Result<bytes::Bytes, GeminiError> {
-        let quiet = |_: Progress<'_>| {};
-        self.retry_policy()
-            .run(&quiet, || async {
-                let response = self
-                    .send(Method::GET, url, &HeaderMap::new(), None, &quiet)
-                    .await?;
-                response.bytes().await.map_err(|e| self.transport(e))
-            })
+    pub(crate) async fn get_bytes(&self, url: &str) -> Result<Vec<u8>, GeminiError> {
+        self.call(Method::GET, url, &HeaderMap::new(), None, &|_| {})
             .await
     }
-}
-
-/// A 2xx JSON body of the type wanted, or the error payload some servers put in a 200.
-pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, GeminiError> {
-    let value: Value =
-        serde_json::from_slice(bytes).map_err(|e| GeminiError::Malformed(e.to_string()))?;
-    if let Some(error) = value.get("error") {
-        let body = serde_json::json!({ "error": error });
-        return Err(GeminiError::Api(ApiError::from_body(
-            200,
-            body.to_string().as_bytes(),
-        )));
-    }
-    serde_json::from_value(value).map_err(|e| GeminiError::Malformed(e.to_string()))
 }
 
 #[cfg(test)]

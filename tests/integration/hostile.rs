@@ -169,13 +169,16 @@ fn measured(sandbox: &Sandbox, command: Command, stdin: &str) -> Option<(Run, u6
 #[test]
 fn peak_memory_stays_under_100_mb_on_hostile_input() {
     let mut figures = Vec::new();
-    // An answer that never ends, with the default limits (max_response_mb 64).
-    for attack in [Attack::Endless, Attack::EndlessStream] {
+    // An answer that never ends, with the default limits (max_response_mb 64), through either transport.
+    for (attack, transport) in [Attack::Endless, Attack::EndlessStream]
+        .into_iter()
+        .flat_map(|attack| ["generate", "interactions"].map(|t| (attack.clone(), t)))
+    {
         let server = Hostile::start(attack.clone());
         let sandbox = Sandbox::bare();
         let config = sandbox.path("config.toml");
         std::fs::write(&config, "retries = 0\n").unwrap();
-        let mut command = sandbox.peel(&["--stream", "-q", "a cat"]);
+        let mut command = sandbox.peel(&["--stream", "-q", "--transport", transport, "a cat"]);
         command
             .env("PEEL_BASE_URL", server.url())
             .env("GEMINI_API_KEY", KEY)
@@ -186,10 +189,30 @@ fn peak_memory_stays_under_100_mb_on_hostile_input() {
         };
         assert!(
             run.stderr.contains("max_response_mb"),
-            "{}",
+            "{attack:?} {transport}: {}",
             &run.stderr[run.stderr.len().saturating_sub(500)..]
         );
-        figures.push((format!("{attack:?}"), kb));
+        figures.push((format!("{attack:?} ({transport})"), kb));
+    }
+    // An answer that stops arriving is given up after idle_timeout, through either transport.
+    let server = Hostile::start(Attack::Stall);
+    for transport in ["generate", "interactions"] {
+        let sandbox = Sandbox::bare();
+        let config = config(&sandbox, "");
+        let started = Instant::now();
+        let run = hostile_run(
+            &sandbox,
+            &server,
+            &config,
+            &["-s", "fox", "--transport", transport, "a cat"],
+        );
+        assert_eq!(run.code, 1, "{transport}: {run:?}");
+        assert!(
+            run.stderr.contains("idle_timeout"),
+            "{transport}: {}",
+            run.stderr
+        );
+        assert!(started.elapsed() < Duration::from_secs(30), "{transport}");
     }
     // /dev/zero and a FIFO attached.
     let sandbox = Sandbox::bare();

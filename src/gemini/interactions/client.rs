@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use futures_util::StreamExt as _;
 use reqwest::Method;
 use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, LOCATION};
 
@@ -13,9 +12,8 @@ use super::events::Assembler;
 use super::types::{Block, CreateInteraction, Interaction, Step};
 use crate::gemini::Progress;
 use crate::gemini::body::{BlobSource, Body, Marks};
-use crate::gemini::client::{Api, Client};
+use crate::gemini::client::{Api, Client, is_event_stream, parse_json};
 use crate::gemini::error::{ApiError, GeminiError};
-use crate::gemini::sse::SseDecoder;
 
 /// The API version in the path on the Gemini API. Docs: every REST example of the Interactions pages posts to
 /// `https://generativelanguage.googleapis.com/v1beta/interactions`. (SDK google-genai 3.6.1 defaults to `v1`,
@@ -110,28 +108,13 @@ impl Client {
         let response = self
             .send(Method::POST, &url, &headers, Some(body), progress)
             .await?;
-        let is_sse = response
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.starts_with("text/event-stream"));
-        if !is_sse {
+        if !is_event_stream(&response) {
             // Asked for one answer, or a server that answered in one piece anyway.
-            let bytes = response.bytes().await.map_err(|e| self.transport(e))?;
-            return parse_interaction(&bytes);
+            return parse_interaction(&self.read_answer(response).await?);
         }
-        let mut decoder = SseDecoder::new();
         let mut assembler = Assembler::new();
-        let mut chunks = response.bytes_stream();
-        while let Some(chunk) = chunks.next().await {
-            let chunk = chunk.map_err(|e| self.transport(e))?;
-            for event in decoder.push(&chunk) {
-                assembler.push_json(&event, progress)?;
-            }
-        }
-        if let Some(event) = decoder.finish() {
-            assembler.push_json(&event, progress)?;
-        }
+        self.read_events(response, |event| assembler.push_json(event, progress))
+            .await?;
         assembler.finish()
     }
 
@@ -145,14 +128,8 @@ impl Client {
         if include_input {
             url.push_str("?include_input=true");
         }
-        let headers = revision_headers();
-        let quiet = |_: Progress<'_>| {};
         let bytes = self
-            .retry_policy()
-            .run(&quiet, || async {
-                let response = self.send(Method::GET, &url, &headers, None, &quiet).await?;
-                response.bytes().await.map_err(|e| self.transport(e))
-            })
+            .call(Method::GET, &url, &revision_headers(), None, &|_| {})
             .await?;
         parse_interaction(&bytes)
     }
@@ -160,14 +137,7 @@ impl Client {
     /// Deletes a stored interaction (answered with an empty object, SDK `empty.py`).
     pub async fn delete_interaction(&self, id: &str) -> Result<(), GeminiError> {
         let url = format!("{}/{}", self.interactions_url(), path_segment(id));
-        let headers = revision_headers();
-        let quiet = |_: Progress<'_>| {};
-        self.retry_policy()
-            .run(&quiet, || async {
-                self.send(Method::DELETE, &url, &headers, None, &quiet)
-                    .await
-                    .map(drop)
-            })
+        self.call_unanswered(Method::DELETE, &url, &revision_headers(), None)
             .await
     }
 
@@ -276,15 +246,13 @@ impl Client {
             .and_then(|v| v.to_str().ok())
             .map(|v| v.split(';').next().unwrap_or(v).trim().to_string())
             .filter(|v| v.starts_with("image/"));
-        let mut bytes = Vec::new();
-        let mut chunks = response.bytes_stream();
-        while let Some(chunk) = chunks.next().await {
-            let chunk = chunk.map_err(|e| self.transport(e))?;
-            if (bytes.len() + chunk.len()) as u64 > max_bytes {
-                return Err(too_big());
-            }
-            bytes.extend_from_slice(&chunk);
-        }
+        let bytes = self
+            .read_body(response, max_bytes, false)
+            .await
+            .map_err(|e| match e {
+                GeminiError::ResponseTooLarge { .. } => too_big(),
+                other => other,
+            })?;
         Ok(DownloadedImage {
             bytes,
             content_type,
@@ -311,16 +279,7 @@ fn revision_headers() -> HeaderMap {
 
 /// A 2xx body: an interaction, or an error payload some servers put in a 200.
 pub fn parse_interaction(bytes: &[u8]) -> Result<Interaction, GeminiError> {
-    let value: serde_json::Value =
-        serde_json::from_slice(bytes).map_err(|e| GeminiError::Malformed(e.to_string()))?;
-    if let Some(error) = value.get("error") {
-        let body = serde_json::json!({ "error": error });
-        return Err(GeminiError::Api(ApiError::from_body(
-            200,
-            body.to_string().as_bytes(),
-        )));
-    }
-    serde_json::from_value(value).map_err(|e| GeminiError::Malformed(e.to_string()))
+    parse_json(bytes)
 }
 
 /// Whether an error answer to a create that named `previous_id` means the server no longer has that
@@ -347,17 +306,8 @@ pub fn is_gone(error: &ApiError, previous_id: &str) -> bool {
     }
 }
 
-/// A resource id as one path segment.
-pub(crate) fn path_segment(id: &str) -> String {
-    id.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
+/// A resource id as one path segment: every byte but RFC 3986's unreserved ones percent-encoded.
+pub(crate) use crate::untrusted::percent_encode as path_segment;
 
 #[cfg(test)]
 mod tests {

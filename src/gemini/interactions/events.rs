@@ -528,14 +528,22 @@ mod tests {
                 matches!(&result, Err(GeminiError::Malformed(m)) if m.contains("past the 1024 steps")),
                 "{result:?}"
             );
-            let (result, _) = assemble(&[serde_json::json!({"event_type": "step.delta", "index": index,
-                "delta": {"type": "text", "text": "x"}})]);
-            assert!(matches!(&result, Err(GeminiError::Malformed(_))), "{result:?}");
+            let (result, _) = assemble(&[
+                serde_json::json!({"event_type": "step.delta", "index": index,
+                "delta": {"type": "text", "text": "x"}}),
+            ]);
+            assert!(
+                matches!(&result, Err(GeminiError::Malformed(_))),
+                "{result:?}"
+            );
         }
         let (result, _) = assemble(&[
             serde_json::json!({"event_type": "step.start", "index": 1023, "step": {"type": "model_output"}}),
         ]);
-        assert!(matches!(result, Err(GeminiError::Incomplete(1))), "{result:?}");
+        assert!(
+            matches!(result, Err(GeminiError::Incomplete(1))),
+            "{result:?}"
+        );
     }
 
     #[test]
