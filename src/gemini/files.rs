@@ -9,7 +9,7 @@
 //! `X-Goog-Upload-Offset`, `x-goog-upload-status: final` on success, and the upload URL moved onto the configured
 //! base URL's host), `types.py` `File`, `FileState`. Files JSON is camelCase like the rest of the Gemini API.
 
-use futures_util::{Stream, StreamExt as _};
+use futures_util::Stream;
 use reqwest::Method;
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use serde::{Deserialize, Serialize};
@@ -238,9 +238,17 @@ impl Client {
                 self.send(Method::GET, &url, &headers, None, &quiet)
             })
             .await?;
-        Ok(response
-            .bytes_stream()
-            .map(|chunk| chunk.map_err(|e| self.transport(e))))
+        // Each chunk within the idle timeout; no size limit: the file is read as it arrives, never held whole.
+        Ok(futures_util::stream::unfold(
+            response.bytes_stream(),
+            move |mut chunks| async move {
+                match self.next_chunk(&mut chunks).await {
+                    Ok(Some(chunk)) => Some((Ok(chunk), chunks)),
+                    Ok(None) => None,
+                    Err(e) => Some((Err(e), chunks)),
+                }
+            },
+        ))
     }
 
     /// `{base}/v1beta/files/{id}{suffix}` for `files/{id}` or a bare id.
