@@ -142,7 +142,7 @@ impl Engine {
         let take = self.store.takes_under(parent, self.session_id())?;
         let answer = self.ask(&prepared, &user, parent, take, events, cancel)?;
         let answered = self.answered(answer)?;
-        let (arrival, shown) = self.arrival(&user, answered, parent, prompt, false);
+        let (arrival, shown) = self.arrival(user, answered, parent, prompt, false);
         // One after the other, not side by side: on a nearly full disk the journal must get the room first.
         let entry = self.journal(&arrival, events);
         let recorded = self.record(arrival, entry, events)?;
@@ -337,11 +337,11 @@ impl Engine {
         }
     }
 
-    /// What the journal and the store keep of an arrived answer (its content moves there), and what a face will
+    /// What the journal and the store keep of an arrived answer (the prompt and the answer move there), and what a face will
     /// be shown of it.
     pub(super) fn arrival(
         &self,
-        user: &Content,
+        user: Content,
         answered: Answered,
         parent: Option<i64>,
         prompt: &str,
@@ -370,7 +370,7 @@ impl Engine {
             },
             expected_head: self.session.head(),
             parent,
-            user: user.clone(),
+            user,
             model: content,
             meta: answered.meta,
             beside,

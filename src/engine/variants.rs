@@ -223,7 +223,7 @@ impl Engine {
                         match answered {
                             Ok(answered) => {
                                 // Paid for: into the journal before anything else can fail.
-                                let (arrival, shown) = self.arrival(user, answered, parent, prompt, true);
+                                let (arrival, shown) = self.arrival(user.clone(), answered, parent, prompt, true);
                                 let entry = self.journal(&arrival, events);
                                 arrived.push((i + 1, shown, arrival, entry));
                                 set(i, TakeState::Done);
