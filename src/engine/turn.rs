@@ -337,8 +337,8 @@ impl Engine {
         }
     }
 
-    /// What the journal and the store keep of an arrived answer (the prompt and the answer move there), and what a face will
-    /// be shown of it.
+    /// What the journal and the store keep of an arrived answer (the prompt and the answer move there), and what
+    /// a face will be shown of it.
     pub(super) fn arrival(
         &self,
         user: Content,
