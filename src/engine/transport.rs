@@ -267,18 +267,6 @@ impl Engine {
         if let Some(why) = &turn.whole {
             events.emit(Event::Notice(why));
         }
-        // What the server says as it streams is shown at once: without the credential, if it echoes it (as
-        // generateContent's path does in the client).
-        let progress = |p: Progress<'_>| match p {
-            Progress::Thought(text) if client.holds_secret(text) => {
-                progress(Progress::Thought(&client.scrub_text(text)))
-            }
-            Progress::Text(text) if client.holds_secret(text) => {
-                progress(Progress::Text(&client.scrub_text(text)))
-            }
-            other => progress(other),
-        };
-        let progress = &progress;
         let mut sent = turn.bytes;
         let interaction = match create(client, turn, &self.blobs, progress).await {
             Err(GeminiError::InteractionGone { id, error }) => {
@@ -301,45 +289,18 @@ impl Engine {
             .context("the answer's image could not be downloaded; nothing was recorded")?;
         let mut outcome = interactions::classify(&interaction)
             .context("the answer could not be read; nothing was recorded")?;
+        // The credential out of what is kept (a hostile gateway could put it in the model's text, where it would
+        // be stored, exported and shown), as generateContent's answers are in the client.
         if let Outcome::Answer { content, .. } = &mut outcome {
-            scrub_content(client, content);
+            client.scrub_content(content);
         }
-        let scrub = |text: String| {
-            if client.holds_secret(&text) {
-                client.scrub_text(&text)
-            } else {
-                text
-            }
-        };
         Ok(Reply {
             outcome,
-            model_version: interaction.model.map(scrub),
+            model_version: interaction.model.map(|m| client.scrubbed(m)),
             response_id: None,
-            interaction_id: Some(scrub(interaction.id)).filter(|id| !id.is_empty()),
+            interaction_id: Some(client.scrubbed(interaction.id)).filter(|id| !id.is_empty()),
             request_bytes: sent,
         })
-    }
-}
-
-/// The credential out of every string of an answer that is kept (a hostile gateway could put it in the model's
-/// text, where it would be stored, exported and shown). An honest answer never holds it: nothing changes then.
-fn scrub_content(client: &Client, content: &mut Content) {
-    let fix = |text: &mut String| {
-        if client.holds_secret(text) {
-            *text = client.scrub_text(text);
-        }
-    };
-    for part in &mut content.parts {
-        if let Some(text) = &mut part.text {
-            fix(text);
-        }
-        if let Some(signature) = &mut part.thought_signature {
-            fix(signature);
-        }
-        if let Some(inline) = &mut part.inline_data {
-            fix(&mut inline.data);
-            fix(&mut inline.mime_type);
-        }
     }
 }
 

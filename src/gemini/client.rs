@@ -15,7 +15,7 @@ use super::error::{ApiError, GeminiError};
 use super::retry::RetryPolicy;
 use super::sse::SseDecoder;
 use super::stream::{Assembler, assemble_body};
-use super::types::{GenerateContentRequest, GenerateContentResponse};
+use super::types::{Content, GenerateContentRequest, GenerateContentResponse};
 
 pub const DEFAULT_BASE_URL: &str = "https://generativelanguage.googleapis.com";
 
@@ -135,16 +135,7 @@ impl Client {
         stream: bool,
         progress: &dyn Fn(Progress<'_>),
     ) -> Result<GenerateContentResponse, GeminiError> {
-        // What the server says as it streams is shown at once: without the credential, if it echoes it.
-        let progress = |p: Progress<'_>| match p {
-            Progress::Thought(text) if self.holds_secret(text) => {
-                progress(Progress::Thought(&self.scrub_text(text)))
-            }
-            Progress::Text(text) if self.holds_secret(text) => {
-                progress(Progress::Text(&self.scrub_text(text)))
-            }
-            other => progress(other),
-        };
+        let progress = self.scrubbing(progress);
         let body = self.body(request, blobs).map_err(|e| self.clean(e))?;
         let mut response = self
             .config
@@ -490,7 +481,33 @@ impl Client {
         error.map_text(&|text| crate::untrusted::sanitize(&self.scrub_text(text)))
     }
 
-    pub(crate) fn holds_secret(&self, text: &str) -> bool {
+    /// `progress` with what the server says as it streams (shown at once) cleared of the credential, if it echoes
+    /// it.
+    pub(super) fn scrubbing<'a>(
+        &'a self,
+        progress: &'a dyn Fn(Progress<'_>),
+    ) -> impl Fn(Progress<'_>) + 'a {
+        move |p: Progress<'_>| match p {
+            Progress::Thought(text) if self.holds_secret(text) => {
+                progress(Progress::Thought(&self.scrub_text(text)))
+            }
+            Progress::Text(text) if self.holds_secret(text) => {
+                progress(Progress::Text(&self.scrub_text(text)))
+            }
+            other => progress(other),
+        }
+    }
+
+    /// `text` without the credential (the same text when it holds none, as an honest answer's never does).
+    pub fn scrubbed(&self, text: String) -> String {
+        if self.holds_secret(&text) {
+            self.scrub_text(&text)
+        } else {
+            text
+        }
+    }
+
+    fn holds_secret(&self, text: &str) -> bool {
         self.config
             .credential
             .secret()
@@ -498,47 +515,46 @@ impl Client {
     }
 
     /// A server or a library may echo the credential back; it never reaches the person.
-    pub(crate) fn scrub_text(&self, text: &str) -> String {
+    fn scrub_text(&self, text: &str) -> String {
         match self.config.credential.secret() {
             Some(secret) => crate::untrusted::scrub(text, secret.expose()),
             None => text.to_string(),
         }
     }
 
+    /// The credential out of every string of an answer's content (one that did not come through
+    /// [`Client::generate`], which does this itself).
+    pub fn scrub_content(&self, content: &mut Content) {
+        if let Some(fix) = self.fixer() {
+            scrub_content(content, &fix);
+        }
+    }
+
+    /// What replaces the credential in a string, `None` when there is no credential to look for.
+    fn fixer(&self) -> Option<impl Fn(&mut String)> {
+        let secret = (self.config.credential.secret()).filter(|s| !s.expose().is_empty())?;
+        Some(move |text: &mut String| {
+            if crate::untrusted::contains_secret(text, secret.expose()) {
+                *text = crate::untrusted::scrub(text, secret.expose());
+            }
+        })
+    }
+
     /// The credential out of every string of an answer (a hostile gateway could put it in the model's text, where
     /// it would be stored, exported and shown). An honest answer never holds it, so nothing changes then.
     fn scrub_response(&self, response: &mut GenerateContentResponse) {
-        let Some(secret) = self.config.credential.secret() else {
+        let Some(fix) = self.fixer() else {
             return;
         };
-        let secret = secret.expose();
-        if secret.is_empty() {
-            return;
-        }
-        let fix = |text: &mut String| {
-            if crate::untrusted::contains_secret(text, secret) {
-                *text = crate::untrusted::scrub(text, secret);
-            }
-        };
+        let fix: &dyn Fn(&mut String) = &fix;
         let fix_map = |map: &mut Map<String, Value>| {
             for value in map.values_mut() {
-                scrub_value(value, &fix);
+                scrub_value(value, fix);
             }
         };
         for candidate in &mut response.candidates {
             if let Some(content) = &mut candidate.content {
-                for part in &mut content.parts {
-                    part.text.as_mut().map(fix);
-                    part.thought_signature.as_mut().map(fix);
-                    if let Some(inline) = &mut part.inline_data {
-                        fix(&mut inline.data);
-                        fix(&mut inline.mime_type);
-                        fix_map(&mut inline.extra);
-                    }
-                    fix_map(&mut part.extra);
-                }
-                content.role.as_mut().map(fix);
-                fix_map(&mut content.extra);
+                scrub_content(content, fix);
             }
             candidate.finish_reason.as_mut().map(fix);
             candidate.finish_message.as_mut().map(fix);
@@ -559,6 +575,27 @@ impl Client {
         response.response_id.as_mut().map(fix);
         fix_map(&mut response.extra);
     }
+}
+
+/// Every string of a content through `fix`.
+fn scrub_content(content: &mut Content, fix: &dyn Fn(&mut String)) {
+    let fix_map = |map: &mut Map<String, Value>| {
+        for value in map.values_mut() {
+            scrub_value(value, fix);
+        }
+    };
+    for part in &mut content.parts {
+        part.text.as_mut().map(fix);
+        part.thought_signature.as_mut().map(fix);
+        if let Some(inline) = &mut part.inline_data {
+            fix(&mut inline.data);
+            fix(&mut inline.mime_type);
+            fix_map(&mut inline.extra);
+        }
+        fix_map(&mut part.extra);
+    }
+    content.role.as_mut().map(fix);
+    fix_map(&mut content.extra);
 }
 
 /// Every string in a JSON value (keys too) through `fix`.
@@ -644,6 +681,48 @@ mod tests {
             vertex_image_config: Map::new(),
         })
         .unwrap()
+    }
+
+    /// What the Interactions transport keeps and shows goes through the same scrubbing as generateContent's.
+    #[test]
+    fn the_credential_is_scrubbed_from_streamed_text_and_kept_content() {
+        let mut config = client("https://g/", Api::Gemini).config;
+        config.credential = Credential::Key {
+            key: Secret::new("sekrit-key-123"),
+            auth: Auth::Header,
+        };
+        let client = Client::new(config).unwrap();
+        let mut image = crate::gemini::types::Part::image("image/png", "AAsekrit-key-123".into());
+        image.thought_signature = Some("sig sekrit-key-123".into());
+        image.extra.insert(
+            "note".into(),
+            serde_json::json!({"deep": ["sekrit-key-123"]}),
+        );
+        let mut content = Content {
+            role: Some("model".into()),
+            parts: vec![
+                crate::gemini::types::Part::text("the key is sekrit-key-123"),
+                image,
+            ],
+            extra: Map::new(),
+        };
+        client.scrub_content(&mut content);
+        let kept = serde_json::to_string(&content).unwrap();
+        assert!(!kept.contains("sekrit"), "{kept}");
+        assert_eq!(content.parts[0].text.as_deref(), Some("the key is ***"));
+
+        let shown = std::cell::RefCell::new(Vec::new());
+        let record = |p: Progress<'_>| {
+            if let Progress::Text(t) | Progress::Thought(t) = p {
+                shown.borrow_mut().push(t.to_string());
+            }
+        };
+        let progress = client.scrubbing(&record);
+        progress(Progress::Text("a sekrit-key-123 b"));
+        progress(Progress::Thought("sekrit-key-123"));
+        progress(Progress::Text("plain"));
+        assert_eq!(*shown.borrow(), ["a *** b", "***", "plain"]);
+        assert_eq!(client.scrubbed("id-sekrit-key-123".into()), "id-***");
     }
 
     #[test]

@@ -59,7 +59,7 @@ impl Client {
     }
 
     /// Creates an interaction: one turn. With `request.stream`, thought summaries and text are reported through
-    /// `progress` as they arrive and the events are assembled into the interaction. Passing failures are tried
+    /// `progress` as they arrive (cleared of the credential) and the events are assembled into the interaction. Passing failures are tried
     /// again as the retry policy says. When the request names a `previous_interaction_id` the server no longer
     /// has, the error is [`GeminiError::InteractionGone`].
     pub async fn create_interaction(
@@ -74,6 +74,7 @@ impl Client {
         let body = self
             .budgeted(Body::marked(&json, marks, blobs.clone()).map_err(GeminiError::Malformed)?)?;
         let stream = request.stream == Some(true);
+        let progress = &self.scrubbing(progress);
         let result = self
             .retry_policy()
             .run(progress, || self.create_attempt(&body, stream, progress))
