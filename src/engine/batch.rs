@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Context as _, Result, anyhow, bail};
 use serde_json::Value;
 
 use super::batch_input::{self, PromptLine};
@@ -476,6 +476,7 @@ impl Engine {
     pub fn fetch_batch(
         &mut self,
         id: &str,
+        cancel: &Cancel,
         events: &dyn Events,
         each: &mut dyn FnMut(&Fetched),
     ) -> Result<FetchSummary> {
@@ -487,7 +488,12 @@ impl Engine {
         let client = remote(&self.backend)?;
         let mut spooled = self
             .runtime
-            .block_on(client.get_batch_spooled(&name))
+            .block_on(async {
+                tokio::select! {
+                    spooled = client.get_batch_spooled(&name) => Ok(spooled),
+                    () = cancel.cancelled() => Err(Cancelled),
+                }
+            })?
             .context("the job could not be read")?;
         let job = spooled.job.clone();
         self.store
@@ -540,7 +546,15 @@ impl Engine {
                             return;
                         }
                     };
-                    while let Some(result) = results.next().await {
+                    loop {
+                        let result = tokio::select! {
+                            result = results.next() => result,
+                            () = cancel.cancelled() => {
+                                fetcher.error = Some(anyhow!("interrupted (Ctrl-C)"));
+                                break;
+                            }
+                        };
+                        let Some(result) = result else { break };
                         if !fetcher.take(result) {
                             break;
                         }
@@ -548,7 +562,13 @@ impl Engine {
                 });
             }
             Some(BatchOutput::Inline(_)) => {
-                spooled.inline(&mut |result| fetcher.take(result))?;
+                spooled.inline(&mut |result| {
+                    if cancel.is_cancelled() {
+                        fetcher.error = Some(anyhow!("interrupted (Ctrl-C)"));
+                        return false;
+                    }
+                    fetcher.take(result)
+                })?;
             }
             None => {}
         }
@@ -579,7 +599,8 @@ impl Engine {
                 && let Err(e) = self.runtime.block_on(client.delete_file(file))
             {
                 events.emit(Event::Warning(&format!(
-                    "the uploaded requests file {file} could not be deleted ({e}); the Files API removes it after 48                      hours"
+                    "the uploaded requests file {file} could not be deleted ({e}); the Files API removes it after \
+                     48 hours"
                 )));
             }
         }

@@ -16,7 +16,7 @@ use crate::cli::{BatchAction, BatchArgs, Cli};
 use crate::config::{self, usage_error};
 use crate::engine::batch::{BatchSpec, BatchStatus, FetchSummary, Fetched, state_word};
 use crate::engine::events::{Event, Events};
-use crate::engine::{Cancelled, Engine};
+use crate::engine::{Cancel, Cancelled, Engine};
 use crate::gemini::models;
 use crate::settings::Settings;
 use crate::store::Store;
@@ -53,7 +53,11 @@ pub fn run(cli: &Cli, args: &BatchArgs) -> Result<Outcome> {
     for line in engine.recover()? {
         out.warn(&line);
     }
-    let mut face = BatchFace { engine, out };
+    let mut face = BatchFace {
+        engine,
+        out,
+        interrupts: None,
+    };
     let ok = match &args.action {
         None => face.submit(cli, &cfg, args)?,
         Some(BatchAction::List) => face.list()?,
@@ -72,6 +76,9 @@ pub fn run(cli: &Cli, args: &BatchArgs) -> Result<Outcome> {
 struct BatchFace {
     engine: Engine,
     out: Out,
+    /// Ctrl-C, once a wait has taken it over (from then on it no longer ends peel by itself: it stops the wait, or
+    /// the fetch after it between two results).
+    interrupts: Option<Interrupts>,
 }
 
 impl BatchFace {
@@ -217,10 +224,12 @@ impl BatchFace {
     }
 
     fn wait(&mut self, id: &str, fetch: bool) -> Result<bool> {
-        // Ctrl-C is taken over only while waiting (it stops the wait, not the job); anywhere else it ends peel as
+        // Ctrl-C is taken over from the first wait on (it stops the wait, not the job); before that it ends peel as
         // usual, which loses nothing: each result is stored in a transaction of its own.
-        let interrupts = Interrupts::start();
-        let (cancel, _request) = interrupts.request();
+        let (cancel, request) = self
+            .interrupts
+            .get_or_insert_with(Interrupts::start)
+            .request();
         let live = self.out.stderr_is_terminal && !self.out.quiet;
         let mut last_line = String::new();
         let out = &self.out;
@@ -248,6 +257,7 @@ impl BatchFace {
             }
         };
         let waited = self.engine.wait_batch(id, &cancel, &mut on_update);
+        drop(request);
         if live {
             eprint!("\r\x1b[K");
         }
@@ -279,9 +289,19 @@ impl BatchFace {
     }
 
     fn fetch(&mut self, id: &str) -> Result<bool> {
+        // Where a wait took Ctrl-C over, it stops the fetch between two results; elsewhere it ends peel as usual.
+        let (cancel, _request) = match &self.interrupts {
+            Some(interrupts) => {
+                let (cancel, request) = interrupts.request();
+                (cancel, Some(request))
+            }
+            None => (Cancel::new(), None),
+        };
         let out = &self.out;
         let mut each = |fetched: &Fetched| show_fetched(out, fetched);
-        let summary = self.engine.fetch_batch(id, &Notices(out), &mut each)?;
+        let summary = self
+            .engine
+            .fetch_batch(id, &cancel, &Notices(out), &mut each)?;
         self.out.note(&summary_line(id, &summary));
         Ok(summary.failed == 0)
     }

@@ -312,3 +312,77 @@ async fn a_cancelled_batch_stops_and_has_no_results() {
         .unwrap();
     assert_eq!(cancel.method, "POST");
 }
+
+/// Ctrl-C during a fetch (the face cancels the token it handed the engine) stops it between two results: what was
+/// stored stays, the error says how to go on, and the next fetch stores the rest, nothing twice. A token cancelled
+/// before the job is read stores nothing.
+#[test]
+fn a_cancelled_fetch_keeps_what_it_stored_and_the_next_one_goes_on() {
+    use peel::engine::batch::{BatchSpec, Fetched};
+    use peel::engine::events::Recorder;
+    use peel::engine::{Cancel, Cancelled, Engine};
+    use peel::settings::Settings;
+    use peel::store::Store;
+
+    let server = FakeGemini::start();
+    server.set_batch_delay(Duration::ZERO);
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("peel.db")).unwrap();
+    let backend = peel::gemini::Backend::Remote(Box::new(client(&server)));
+    let mut engine =
+        Engine::new(store, backend, Settings::default(), &dir.path().join("out")).unwrap();
+    let file = dir.path().join("foxes.txt");
+    std::fs::write(&file, "a red fox\na blue fox\na green fox\n").unwrap();
+    let spec = BatchSpec {
+        file,
+        settings: Settings::default(),
+        references: Vec::new(),
+        into: None,
+        max_inline_bytes: INLINE_LIMIT_BYTES,
+    };
+    let events = Recorder::default();
+    let submitted = engine.submit_batch(&spec, &events).unwrap();
+    let id = submitted[0].id.to_string();
+    let status = engine
+        .wait_batch(&id, &Cancel::new(), &mut |_, _| {})
+        .unwrap();
+    assert!(status.is_final());
+    let stored_sessions = |engine: &Engine| engine.batch_requests(submitted[0].id).unwrap();
+
+    let cancelled = Cancel::new();
+    cancelled.cancel();
+    let error = engine
+        .fetch_batch(&id, &cancelled, &events, &mut |_| {})
+        .unwrap_err();
+    assert!(error.is::<Cancelled>(), "{error:#}");
+    assert!(
+        stored_sessions(&engine)
+            .iter()
+            .all(|r| r.model_id.is_none())
+    );
+
+    let cancel = Cancel::new();
+    let mut seen = 0;
+    let error = engine
+        .fetch_batch(&id, &cancel, &events, &mut |fetched| {
+            assert!(matches!(fetched, Fetched::Stored { .. }), "{fetched:?}");
+            seen += 1;
+            cancel.cancel();
+        })
+        .unwrap_err();
+    assert_eq!(seen, 1);
+    let message = format!("{error:#}");
+    assert!(
+        message.contains("interrupted (Ctrl-C)") && message.contains("goes on from there"),
+        "{message}"
+    );
+    let rows = stored_sessions(&engine);
+    assert_eq!(rows.iter().filter(|r| r.model_id.is_some()).count(), 1);
+
+    let summary = engine
+        .fetch_batch(&id, &Cancel::new(), &events, &mut |_| {})
+        .unwrap();
+    assert!(summary.complete, "{summary:?}");
+    let rows = stored_sessions(&engine);
+    assert!(rows.iter().all(|r| r.model_id.is_some()), "{rows:?}");
+}
