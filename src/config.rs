@@ -396,7 +396,8 @@ pub fn check_transport(cli: &Cli, config: &Config) -> Result<()> {
             .as_deref()
             .map_or("this run".to_string(), |p| format!("profile {p}"));
         return Err(usage_error(format!(
-            "the interactions transport is offered on the Gemini API only, and {which} talks to Vertex AI; use              --transport generate (or drop transport from the config)"
+            "the interactions transport is offered on the Gemini API only, and {which} talks to Vertex AI; use \
+             --transport generate (or drop transport from the config)"
         )));
     }
     Ok(())
