@@ -57,11 +57,19 @@ pub enum Outcome {
 }
 
 pub fn run(cli: Cli) -> Result<Outcome> {
-    if let Some(Command::Batch(args)) = &cli.command {
-        return face::batch::run(&cli, args);
-    }
-    if let Some(command) = &cli.command {
-        return subcommand(&cli, command);
+    match &cli.command {
+        Some(Command::Batch(args)) => return face::batch::run(&cli, args),
+        Some(Command::Completions { shell }) => {
+            // stdout that cannot be written (a closed pipe, a full disk) fails the run quietly, as every output does.
+            let written = cli::write_completions(*shell, &mut std::io::stdout());
+            return Ok(if written.is_ok() {
+                Outcome::Done
+            } else {
+                Outcome::Failed
+            });
+        }
+        Some(command) => return subcommand(&cli, command),
+        None => {}
     }
     let mode = if !cli.prompt.is_empty() {
         Mode::OneShot
@@ -154,10 +162,6 @@ pub fn run(cli: Cli) -> Result<Outcome> {
 /// `peel sessions`, `peel export`, `peel import`, `peel completions`.
 fn subcommand(cli: &Cli, command: &Command) -> Result<Outcome> {
     let out = Out::new(Mode::OneShot, cli.json, cli.quiet, cli.verbose);
-    if let Command::Completions { shell } = command {
-        cli::write_completions(*shell, &mut std::io::stdout())?;
-        return Ok(Outcome::Done);
-    }
     let cfg = config::Config::load(cli)?;
     let store = Store::open(&config::database_path(cli)?)?;
     let backend = Backend::NoKey("this command sends nothing".into());
@@ -195,7 +199,8 @@ fn subcommand(cli: &Cli, command: &Command) -> Result<Outcome> {
             ));
             out.result(&name);
         }
-        Command::Completions { .. } | Command::Batch(_) => unreachable!("handled above"),
+        // `run`, the only caller, dispatches these two before it calls here.
+        Command::Completions { .. } | Command::Batch(_) => unreachable!("dispatched by run"),
     }
     Ok(if out.broken() {
         Outcome::Failed
