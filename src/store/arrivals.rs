@@ -179,7 +179,8 @@ impl Store {
             model: &arrival.model,
             meta: &arrival.meta,
         };
-        let (user_id, model_id) = insert_turn(&tx, owner, parent, turn, arrival.decoded.as_ref())?;
+        let (user_id, model_id) =
+            insert_turn(&tx, owner, parent, turn, None, arrival.decoded.as_ref())?;
         let now = now_ms();
         if placement == Placement::Beside {
             tx.execute(

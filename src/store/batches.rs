@@ -365,15 +365,27 @@ impl Store {
             |r| Ok((r.get(0)?, r.get(1)?)),
         )?;
         let settings: Settings = serde_json::from_str(&settings).unwrap_or_default();
+        // The prompt goes into its session as it was stored with the job: the same parts JSON, referring to the
+        // same blobs (already stored, and checked to be still there), so its images are not read or decoded again.
         let user = Content::user(
-            blobs::internalize(&user_parts, |hash| {
-                tx.query_row("SELECT bytes FROM blobs WHERE hash = ?1", [hash], |r| {
-                    r.get(0)
+            blobs::internalize_refs(&user_parts)
+                .and_then(|parts| {
+                    let mut exists =
+                        tx.prepare_cached("SELECT EXISTS (SELECT 1 FROM blobs WHERE hash = ?1)")?;
+                    for blob in parts
+                        .iter()
+                        .flat_map(|part| [&part.refs.data, &part.refs.signature])
+                        .flatten()
+                    {
+                        if !exists.query_row([&blob.hash], |r| r.get::<_, bool>(0))? {
+                            bail!("blob {} is missing", blob.hash);
+                        }
+                    }
+                    Ok(parts)
                 })
-                .with_context(|| format!("blob {hash} is missing"))
-            })
-            .with_context(|| format!("reading the prompt of key {key}"))?,
+                .with_context(|| format!("reading the prompt of key {key}"))?,
         );
+        let user_decoded = blobs::Decoded::stored(user_parts);
         // --into: a take in that session (or, if it was deleted meanwhile, in a new one that keeps the history).
         let session = match into_session {
             Some(session) => tx
@@ -420,6 +432,7 @@ impl Store {
                 model,
                 meta,
             },
+            Some(&user_decoded),
             None,
         )?;
         let now = now_ms();
@@ -552,6 +565,55 @@ mod tests {
         let rows = store.batch_requests(id).unwrap();
         assert_eq!(rows[0].session.as_deref(), Some("red-fox"));
         assert_eq!(rows[1].error.as_deref(), Some("400 bad"));
+    }
+
+    #[test]
+    fn a_stored_prompt_comes_back_as_it_was_sent() {
+        let mut store = Store::open_in_memory().unwrap();
+        // A standard-base64 image and a URL-safe signature, both large enough to be blobs.
+        let image: Vec<u8> = (0..7000u32).map(|i| (i * 37 % 251) as u8).collect();
+        let mut sent = request("1", "a fox", Some(&image));
+        sent.user.parts[1].thought_signature = Some({
+            use base64::Engine as _;
+            base64::engine::general_purpose::URL_SAFE.encode(vec![0xfbu8; 3000])
+        });
+        let id = store
+            .create_batch(&NewBatch {
+                model: "m",
+                display_name: "d",
+                source: "s",
+                into: None,
+                requests: std::slice::from_ref(&sent),
+            })
+            .unwrap();
+        let stored_parts: String = store
+            .conn
+            .query_row(
+                "SELECT user_parts FROM batch_requests WHERE batch_id = ?1",
+                [id],
+                |r| r.get(0),
+            )
+            .unwrap();
+        let BatchRecord::Stored(stored) = store
+            .record_batch_result(
+                id,
+                "1",
+                &answer("one"),
+                &TurnMeta::default(),
+                "fox",
+                Path::new("/tmp"),
+            )
+            .unwrap()
+        else {
+            panic!()
+        };
+        let row = store.content(stored.user_id).unwrap();
+        assert_eq!(row.parts_json, stored_parts);
+        let back = store.content_of(&row).unwrap();
+        assert_eq!(back, sent.user);
+        // The session keeps the prompt's images once the job no longer does.
+        store.set_batch_fetched(id).unwrap();
+        assert_eq!(store.content_of(&row).unwrap().parts, sent.user.parts);
     }
 
     #[test]

@@ -167,6 +167,15 @@ impl Decoded {
         Ok(decoded)
     }
 
+    /// Parts already in the store's form (`json`, as an earlier [`Decoded::of`] made it, its blobs already
+    /// stored): nothing is decoded or hashed, and there are no blobs to store or bytes to hand out.
+    pub(super) fn stored(json: String) -> Decoded {
+        Decoded {
+            json,
+            ..Decoded::default()
+        }
+    }
+
     /// The decoded bytes of part `index`'s inline data, when it was long enough to become a blob and was standard
     /// base64 (what an image file is written from).
     pub fn inline_bytes(&self, index: usize) -> Option<&Bytes> {

@@ -40,21 +40,29 @@ pub struct NewTurn<'a> {
 }
 
 /// Inserts a turn's blobs and two contents under `parent`, owned by `session_id`; returns (user id, model id).
-/// `model_decoded` is the model content's parts already decoded ([`Decoded::of`]), when the caller has them.
+/// `user_decoded` and `model_decoded` are the contents' parts already decoded ([`Decoded::of`]) or already in the
+/// store's form ([`Decoded::stored`]), when the caller has them; the parts of that content are then not read.
 pub(super) fn insert_turn(
     conn: &Connection,
     session_id: i64,
     parent: Option<i64>,
     turn: NewTurn<'_>,
+    user_decoded: Option<&Decoded>,
     model_decoded: Option<&Decoded>,
 ) -> Result<(i64, i64)> {
-    let user = Decoded::of(&turn.user.parts)?;
-    let decoded_here;
+    let (user_here, model_here);
+    let user = match user_decoded {
+        Some(decoded) => decoded,
+        None => {
+            user_here = Decoded::of(&turn.user.parts)?;
+            &user_here
+        }
+    };
     let model = match model_decoded {
         Some(decoded) => decoded,
         None => {
-            decoded_here = Decoded::of(&turn.model.parts)?;
-            &decoded_here
+            model_here = Decoded::of(&turn.model.parts)?;
+            &model_here
         }
     };
     let (user_json, model_json) = (&user.json, &model.json);
@@ -332,7 +340,7 @@ impl Store {
         } else {
             session_id
         };
-        let (user_id, model_id) = insert_turn(&tx, owner, parent, turn, model_decoded)?;
+        let (user_id, model_id) = insert_turn(&tx, owner, parent, turn, None, model_decoded)?;
         tx.execute(
             "UPDATE sessions SET head_id = ?2, redo = '[]', updated_at = ?3, used_at = ?3 WHERE id = ?1",
             params![owner, model_id, now_ms()],
@@ -357,7 +365,7 @@ impl Store {
         let id = insert_session(&tx, name, new)?;
         let mut head = None;
         for turn in turns {
-            head = Some(insert_turn(&tx, id, head, *turn, None)?.1);
+            head = Some(insert_turn(&tx, id, head, *turn, None, None)?.1);
         }
         tx.execute(
             "UPDATE sessions SET head_id = ?2 WHERE id = ?1",
