@@ -8,9 +8,8 @@ use rusqlite::{OptionalExtension, TransactionBehavior, params};
 use super::checkpoint;
 use super::contents::{insert_turn, placed_turn};
 use super::journal::{Arrival, DamagedEntry, Journal, JournalEntry};
-use super::sessions::{NewSession, branch_name_in, free_name_in, insert_session};
+use super::sessions::{NewSession, free_name_in, insert_branch, insert_session, set_head};
 use super::{Appended, NewTurn, SessionRow, Store, now_ms};
-use crate::settings::Settings;
 
 /// Where a recorded turn went.
 #[derive(Debug, Clone, PartialEq)]
@@ -146,15 +145,7 @@ impl Store {
             Some((id, ..)) if arrival.beside => (id, Placement::Beside),
             Some((id, _, head, _, _)) if head == arrival.expected_head => (id, Placement::Head),
             Some((_, name, _, stored_settings, out_dir)) => {
-                let branch = branch_name_in(&tx, &name)?;
-                let settings: Settings = serde_json::from_str(&stored_settings).unwrap_or_default();
-                let new = NewSession {
-                    settings: &settings,
-                    head_id: None,
-                    origin: Some((&name, parent)),
-                    out_dir: out_dir.as_deref().map(std::path::Path::new),
-                };
-                let id = insert_session(&tx, &branch, new)?;
+                let id = insert_branch(&tx, &name, &stored_settings, out_dir.as_deref(), parent)?;
                 (id, Placement::Branched { from: name })
             }
             None => {
@@ -188,10 +179,7 @@ impl Store {
                 params![owner, now],
             )?;
         } else {
-            tx.execute(
-                "UPDATE sessions SET head_id = ?2, redo = '[]', updated_at = ?3, used_at = ?3 WHERE id = ?1",
-                params![owner, model_id, now],
-            )?;
+            set_head(&tx, owner, model_id, now)?;
         }
         tx.execute(
             "INSERT INTO arrivals (id, model_id, recorded_at) VALUES (?1, ?2, ?3)",

@@ -4,11 +4,10 @@ use anyhow::{Context, Result};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::blobs::{self, Decoded};
-use super::sessions::{NewSession, branch_name_in, insert_session};
+use super::sessions::{NewSession, insert_branch, insert_session, set_head};
 use super::{Appended, ContentRow, SessionRow, Store, Take, TurnMeta, now_ms};
 use crate::gemini::signatures::{self, Family, Origin};
 use crate::gemini::types::{Content, Part};
-use crate::settings::Settings;
 
 const CONTENT_COLUMNS: &str =
     "c.id, c.parent_id, c.depth, c.role, c.parts, c.meta, c.created_at, c.session_id, c.extra";
@@ -304,19 +303,6 @@ impl Store {
         parent: Option<i64>,
         turn: NewTurn<'_>,
     ) -> Result<Appended> {
-        self.append_decoded(session_id, expected_head, parent, turn, None)
-    }
-
-    /// [`Store::append_turn`] with the answer's parts already decoded (`Decoded::of(&turn.model.parts)`): a caller
-    /// that needs the bytes too (for the image files) decodes each answer once.
-    pub fn append_decoded(
-        &mut self,
-        session_id: i64,
-        expected_head: Option<i64>,
-        parent: Option<i64>,
-        turn: NewTurn<'_>,
-        model_decoded: Option<&Decoded>,
-    ) -> Result<Appended> {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -328,23 +314,12 @@ impl Store {
             )?;
         let branched = head != expected_head;
         let owner = if branched {
-            let branch = branch_name_in(&tx, &name)?;
-            let settings: Settings = serde_json::from_str(&settings).unwrap_or_default();
-            let new = NewSession {
-                settings: &settings,
-                head_id: None,
-                origin: Some((&name, parent)),
-                out_dir: out_dir.as_deref().map(std::path::Path::new),
-            };
-            insert_session(&tx, &branch, new)?
+            insert_branch(&tx, &name, &settings, out_dir.as_deref(), parent)?
         } else {
             session_id
         };
-        let (user_id, model_id) = insert_turn(&tx, owner, parent, turn, None, model_decoded)?;
-        tx.execute(
-            "UPDATE sessions SET head_id = ?2, redo = '[]', updated_at = ?3, used_at = ?3 WHERE id = ?1",
-            params![owner, model_id, now_ms()],
-        )?;
+        let (user_id, model_id) = insert_turn(&tx, owner, parent, turn, None, None)?;
+        set_head(&tx, owner, model_id, now_ms())?;
         tx.commit()?;
         if let Some(checkpointer) = &self.checkpointer {
             checkpointer.nudge();

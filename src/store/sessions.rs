@@ -115,6 +115,35 @@ pub(super) fn insert_session(conn: &Connection, name: &str, new: NewSession<'_>)
     Ok(conn.last_insert_rowid())
 }
 
+/// A branch of session `from` (whose stored settings JSON and output folder it takes) at `parent`, for a turn that
+/// found `from`'s head moved by another process; returns its id. Its head is set once the turn is in.
+pub(super) fn insert_branch(
+    conn: &Connection,
+    from: &str,
+    settings: &str,
+    out_dir: Option<&str>,
+    parent: Option<i64>,
+) -> Result<i64> {
+    let branch = branch_name_in(conn, from)?;
+    let settings: Settings = serde_json::from_str(settings).unwrap_or_default();
+    let new = NewSession {
+        settings: &settings,
+        head_id: None,
+        origin: Some((from, parent)),
+        out_dir: out_dir.map(Path::new),
+    };
+    insert_session(conn, &branch, new)
+}
+
+/// Moves session `id`'s head to a turn just recorded (`now`): nothing is left to redo, and it is the session in use.
+pub(super) fn set_head(conn: &Connection, id: i64, head: i64, now: i64) -> Result<()> {
+    conn.execute(
+        "UPDATE sessions SET head_id = ?2, redo = '[]', updated_at = ?3, used_at = ?3 WHERE id = ?1",
+        params![id, head, now],
+    )?;
+    Ok(())
+}
+
 impl Store {
     pub fn session(&self, name: &str) -> Result<Option<SessionRow>> {
         let sql = format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE name = ?1");
