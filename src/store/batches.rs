@@ -158,8 +158,6 @@ impl Store {
             ],
         )?;
         let id = tx.last_insert_rowid();
-        let mut put_blob =
-            tx.prepare_cached("INSERT OR IGNORE INTO blobs (hash, bytes) VALUES (?1, ?2)")?;
         let mut link = tx
             .prepare_cached("INSERT OR IGNORE INTO batch_blobs (batch_id, hash) VALUES (?1, ?2)")?;
         let mut insert = tx.prepare_cached(
@@ -172,8 +170,8 @@ impl Store {
                 blobs: new_blobs,
                 ..
             } = blobs::Decoded::of(&request.user.parts)?;
+            blobs::put_blobs(&tx, &new_blobs)?;
             for blob in &new_blobs {
-                put_blob.execute(params![blob.hash, &blob.bytes[..]])?;
                 link.execute(params![id, blob.hash])?;
             }
             insert.execute(params![
@@ -185,7 +183,7 @@ impl Store {
                 serde_json::to_string(&request.settings)?
             ])?;
         }
-        drop((put_blob, link, insert));
+        drop((link, insert));
         tx.commit()?;
         Ok(id)
     }
@@ -246,12 +244,7 @@ impl Store {
             .collect::<rusqlite::Result<_>>()?;
         tx.execute("DELETE FROM batches WHERE id = ?1 AND name IS NULL", [id])?;
         for hash in hashes {
-            tx.execute(
-                "DELETE FROM blobs WHERE hash = ?1
-                   AND hash NOT IN (SELECT hash FROM content_blobs)
-                   AND hash NOT IN (SELECT hash FROM batch_blobs)",
-                [hash],
-            )?;
+            blobs::delete_if_unused(&tx, &hash)?;
         }
         tx.commit()?;
         Ok(())
@@ -321,11 +314,7 @@ impl Store {
             params![id, now_ms()],
         )?;
         tx.execute("DELETE FROM batch_blobs WHERE batch_id = ?1", [id])?;
-        tx.execute(
-            "DELETE FROM blobs WHERE hash NOT IN (SELECT hash FROM content_blobs)
-               AND hash NOT IN (SELECT hash FROM batch_blobs)",
-            [],
-        )?;
+        blobs::delete_unused(&tx)?;
         tx.commit()?;
         Ok(())
     }

@@ -7,6 +7,7 @@
 
 use anyhow::{Context, Result, bail};
 use bytes::Bytes;
+use rusqlite::{Connection, params};
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
@@ -182,6 +183,38 @@ impl Decoded {
         let blob = (*self.inline.get(index)?)?;
         self.blobs.get(blob).map(|b| &b.bytes)
     }
+}
+
+/// Stores blobs, each once: a blob already there (same hash, so same bytes) is left as it is.
+pub(super) fn put_blobs<'a>(
+    conn: &Connection,
+    blobs: impl IntoIterator<Item = &'a Blob>,
+) -> Result<()> {
+    let mut put =
+        conn.prepare_cached("INSERT OR IGNORE INTO blobs (hash, bytes) VALUES (?1, ?2)")?;
+    for blob in blobs {
+        put.execute(params![blob.hash, &blob.bytes[..]])?;
+    }
+    Ok(())
+}
+
+/// What makes a blob unused: no content refers to it, and no job still keeps it for its prompts.
+const UNUSED: &str =
+    "hash NOT IN (SELECT hash FROM content_blobs) AND hash NOT IN (SELECT hash FROM batch_blobs)";
+
+/// Deletes every unused blob.
+pub(super) fn delete_unused(conn: &Connection) -> Result<()> {
+    conn.execute(&format!("DELETE FROM blobs WHERE {UNUSED}"), [])?;
+    Ok(())
+}
+
+/// Deletes blob `hash` if it is unused.
+pub(super) fn delete_if_unused(conn: &Connection, hash: &str) -> Result<()> {
+    conn.execute(
+        &format!("DELETE FROM blobs WHERE hash = ?1 AND {UNUSED}"),
+        [hash],
+    )?;
+    Ok(())
 }
 
 /// The blob hashes a stored parts JSON refers to.

@@ -65,11 +65,7 @@ pub(super) fn insert_turn(
         }
     };
     let (user_json, model_json) = (&user.json, &model.json);
-    let mut put_blob =
-        conn.prepare_cached("INSERT OR IGNORE INTO blobs (hash, bytes) VALUES (?1, ?2)")?;
-    for blob in user.blobs.iter().chain(&model.blobs) {
-        put_blob.execute(params![blob.hash, &blob.bytes[..]])?;
-    }
+    blobs::put_blobs(conn, user.blobs.iter().chain(&model.blobs))?;
     let parent_depth: i64 = match parent {
         Some(id) => conn.query_row("SELECT depth FROM contents WHERE id = ?1", [id], |r| {
             r.get(0)

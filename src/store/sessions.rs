@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
+use super::blobs;
 use super::{SessionRow, SessionSummary, Store, now_ms, visible_text};
 use crate::names::{fit_session_name, validate_session_name};
 use crate::settings::Settings;
@@ -316,11 +317,7 @@ impl Store {
              DELETE FROM contents WHERE id NOT IN (SELECT id FROM reached)",
             [],
         )?;
-        tx.execute(
-            "DELETE FROM blobs WHERE hash NOT IN (SELECT hash FROM content_blobs)
-               AND hash NOT IN (SELECT hash FROM batch_blobs)",
-            [],
-        )?;
+        blobs::delete_unused(&tx)?;
         tx.commit()?;
         self.reclaim_space()
     }
