@@ -186,9 +186,7 @@ impl Store {
             params![entry_id, model_id, now],
         )?;
         tx.commit()?;
-        if let Some(checkpointer) = &self.checkpointer {
-            checkpointer.nudge();
-        }
+        self.nudge_checkpoint();
         let branched = !matches!(
             placement,
             Placement::Head | Placement::Beside | Placement::NewSession

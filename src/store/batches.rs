@@ -445,9 +445,7 @@ impl Store {
             params![id, key, model_id, name],
         )?;
         tx.commit()?;
-        if let Some(checkpointer) = &self.checkpointer {
-            checkpointer.nudge();
-        }
+        self.nudge_checkpoint();
         let turn = self.turn_of(model_id)?;
         Ok(BatchRecord::Stored(Box::new(BatchStored {
             session: self.session_by_id(owner)?,

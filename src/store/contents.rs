@@ -317,9 +317,7 @@ impl Store {
         let (user_id, model_id) = insert_turn(&tx, owner, parent, turn, None, None)?;
         set_head(&tx, owner, model_id, now_ms())?;
         tx.commit()?;
-        if let Some(checkpointer) = &self.checkpointer {
-            checkpointer.nudge();
-        }
+        self.nudge_checkpoint();
         placed_turn(self, user_id, model_id, branched.then_some(owner))
     }
 
