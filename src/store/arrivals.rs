@@ -6,7 +6,7 @@ use anyhow::{Context, Result};
 use rusqlite::{OptionalExtension, TransactionBehavior, params};
 
 use super::checkpoint;
-use super::contents::{insert_turn, placed_turn};
+use super::contents::{Inserted, insert_turn, placed_turn};
 use super::journal::{Arrival, DamagedEntry, Journal, JournalEntry};
 use super::sessions::{NewSession, free_name_in, insert_branch, insert_session, set_head};
 use super::{Appended, NewTurn, SessionRow, Store, now_ms};
@@ -170,8 +170,7 @@ impl Store {
             model: &arrival.model,
             meta: &arrival.meta,
         };
-        let (user_id, model_id) =
-            insert_turn(&tx, owner, parent, turn, None, arrival.decoded.as_ref())?;
+        let inserted = insert_turn(&tx, owner, parent, turn, None, arrival.decoded.as_ref())?;
         let now = now_ms();
         if placement == Placement::Beside {
             tx.execute(
@@ -179,11 +178,11 @@ impl Store {
                 params![owner, now],
             )?;
         } else {
-            set_head(&tx, owner, model_id, now)?;
+            set_head(&tx, owner, inserted.model_id, now)?;
         }
         tx.execute(
             "INSERT INTO arrivals (id, model_id, recorded_at) VALUES (?1, ?2, ?3)",
-            params![entry_id, model_id, now],
+            params![entry_id, inserted.model_id, now],
         )?;
         tx.commit()?;
         self.nudge_checkpoint();
@@ -191,24 +190,30 @@ impl Store {
             placement,
             Placement::Head | Placement::Beside | Placement::NewSession
         );
-        let appended = placed_turn(self, user_id, model_id, branched.then_some(owner))?;
+        let session = self.session_by_id(owner)?;
+        let appended = placed_turn(self, inserted, branched.then(|| session.clone()))?;
         Ok(Recorded {
             appended,
-            session: self.session_by_id(owner)?,
+            session,
             placement,
         })
     }
 
     fn already_recorded(&self, model_id: i64) -> Result<Recorded> {
-        let (user_id, session_id): (i64, Option<i64>) = self.conn.query_row(
-            "SELECT parent_id, session_id FROM contents WHERE id = ?1",
+        let (user_id, session_id, depth): (i64, Option<i64>, i64) = self.conn.query_row(
+            "SELECT parent_id, session_id, depth FROM contents WHERE id = ?1",
             [model_id],
-            |r| Ok((r.get(0)?, r.get(1)?)),
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )?;
         let session_id = session_id
             .context("this answer was recorded once already, in a session deleted since")?;
+        let inserted = Inserted {
+            user_id,
+            model_id,
+            turn: depth / 2 + 1,
+        };
         Ok(Recorded {
-            appended: placed_turn(self, user_id, model_id, None)?,
+            appended: placed_turn(self, inserted, None)?,
             session: self.session_by_id(session_id)?,
             placement: Placement::AlreadyRecorded,
         })

@@ -412,7 +412,7 @@ impl Store {
                 (insert_session(&tx, &name, new)?, into_parent, true)
             }
         };
-        let (user_id, model_id) = insert_turn(
+        let inserted = insert_turn(
             &tx,
             owner,
             parent,
@@ -428,7 +428,7 @@ impl Store {
         if move_head {
             tx.execute(
                 "UPDATE sessions SET head_id = ?2, redo = '[]', updated_at = ?3 WHERE id = ?1",
-                params![owner, model_id, now],
+                params![owner, inserted.model_id, now],
             )?;
         } else {
             tx.execute(
@@ -442,17 +442,16 @@ impl Store {
             })?;
         tx.execute(
             "UPDATE batch_requests SET model_id = ?3, session = ?4, error = NULL WHERE batch_id = ?1 AND key = ?2",
-            params![id, key, model_id, name],
+            params![id, key, inserted.model_id, name],
         )?;
         tx.commit()?;
         self.nudge_checkpoint();
-        let turn = self.turn_of(model_id)?;
         Ok(BatchRecord::Stored(Box::new(BatchStored {
             session: self.session_by_id(owner)?,
-            user_id,
-            model_id,
-            turn,
-            take: self.take(user_id)?,
+            user_id: inserted.user_id,
+            model_id: inserted.model_id,
+            turn: inserted.turn,
+            take: self.take(inserted.user_id)?,
             head_moved: move_head,
         })))
     }

@@ -38,7 +38,16 @@ pub struct NewTurn<'a> {
     pub meta: &'a TurnMeta,
 }
 
-/// Inserts a turn's blobs and two contents under `parent`, owned by `session_id`; returns (user id, model id).
+/// Where [`insert_turn`] put a turn.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Inserted {
+    pub user_id: i64,
+    pub model_id: i64,
+    /// The turn it is, counted from 1 ([`ContentRow::turn`] of the model content).
+    pub turn: i64,
+}
+
+/// Inserts a turn's blobs and two contents under `parent`, owned by `session_id`.
 /// `user_decoded` and `model_decoded` are the contents' parts already decoded ([`Decoded::of`]) or already in the
 /// store's form ([`Decoded::stored`]), when the caller has them; the parts of that content are then not read.
 pub(super) fn insert_turn(
@@ -48,7 +57,7 @@ pub(super) fn insert_turn(
     turn: NewTurn<'_>,
     user_decoded: Option<&Decoded>,
     model_decoded: Option<&Decoded>,
-) -> Result<(i64, i64)> {
+) -> Result<Inserted> {
     let (user_here, model_here);
     let user = match user_decoded {
         Some(decoded) => decoded,
@@ -107,30 +116,24 @@ pub(super) fn insert_turn(
             link.execute(params![id, hash])?;
         }
     }
-    Ok((user_id, model_id))
+    Ok(Inserted {
+        user_id,
+        model_id,
+        turn: (parent_depth + 2) / 2 + 1,
+    })
 }
 
 /// Where a committed turn went: its number and take, and the branch it went to when `branched_to` is set.
 pub(super) fn placed_turn(
     store: &Store,
-    user_id: i64,
-    model_id: i64,
-    branched_to: Option<i64>,
+    inserted: Inserted,
+    branched_to: Option<SessionRow>,
 ) -> Result<Appended> {
-    let depth: i64 = store.conn.query_row(
-        "SELECT depth FROM contents WHERE id = ?1",
-        [model_id],
-        |r| r.get(0),
-    )?;
-    let branched_to = match branched_to {
-        Some(id) => Some(store.session_by_id(id)?),
-        None => None,
-    };
     Ok(Appended {
-        user_id,
-        model_id,
-        turn: depth / 2 + 1,
-        take: store.take(user_id)?,
+        user_id: inserted.user_id,
+        model_id: inserted.model_id,
+        turn: inserted.turn,
+        take: store.take(inserted.user_id)?,
         branched_to,
     })
 }
@@ -314,11 +317,16 @@ impl Store {
         } else {
             session_id
         };
-        let (user_id, model_id) = insert_turn(&tx, owner, parent, turn, None, None)?;
-        set_head(&tx, owner, model_id, now_ms())?;
+        let inserted = insert_turn(&tx, owner, parent, turn, None, None)?;
+        set_head(&tx, owner, inserted.model_id, now_ms())?;
         tx.commit()?;
         self.nudge_checkpoint();
-        placed_turn(self, user_id, model_id, branched.then_some(owner))
+        let branched_to = if branched {
+            Some(self.session_by_id(owner)?)
+        } else {
+            None
+        };
+        placed_turn(self, inserted, branched_to)
     }
 
     /// A thread brought in from elsewhere (`peel import`), as a new session, in one transaction.
@@ -334,7 +342,7 @@ impl Store {
         let id = insert_session(&tx, name, new)?;
         let mut head = None;
         for turn in turns {
-            head = Some(insert_turn(&tx, id, head, *turn, None, None)?.1);
+            head = Some(insert_turn(&tx, id, head, *turn, None, None)?.model_id);
         }
         tx.execute(
             "UPDATE sessions SET head_id = ?2 WHERE id = ?1",
