@@ -6,11 +6,10 @@ use anyhow::{Context, Result};
 use rusqlite::{OptionalExtension, TransactionBehavior, params};
 
 use super::checkpoint;
-use super::contents::{insert_turn, placed_turn};
+use super::contents::{Inserted, insert_turn, placed_turn};
 use super::journal::{Arrival, DamagedEntry, Journal, JournalEntry};
-use super::sessions::{NewSession, branch_name_in, free_name_in, insert_session};
+use super::sessions::{NewSession, free_name_in, insert_branch, insert_session, set_head};
 use super::{Appended, NewTurn, SessionRow, Store, now_ms};
-use crate::settings::Settings;
 
 /// Where a recorded turn went.
 #[derive(Debug, Clone, PartialEq)]
@@ -146,15 +145,7 @@ impl Store {
             Some((id, ..)) if arrival.beside => (id, Placement::Beside),
             Some((id, _, head, _, _)) if head == arrival.expected_head => (id, Placement::Head),
             Some((_, name, _, stored_settings, out_dir)) => {
-                let branch = branch_name_in(&tx, &name)?;
-                let settings: Settings = serde_json::from_str(&stored_settings).unwrap_or_default();
-                let new = NewSession {
-                    settings: &settings,
-                    head_id: None,
-                    origin: Some((&name, parent)),
-                    out_dir: out_dir.as_deref().map(std::path::Path::new),
-                };
-                let id = insert_session(&tx, &branch, new)?;
+                let id = insert_branch(&tx, &name, &stored_settings, out_dir.as_deref(), parent)?;
                 (id, Placement::Branched { from: name })
             }
             None => {
@@ -179,7 +170,7 @@ impl Store {
             model: &arrival.model,
             meta: &arrival.meta,
         };
-        let (user_id, model_id) = insert_turn(&tx, owner, parent, turn, arrival.decoded.as_ref())?;
+        let inserted = insert_turn(&tx, owner, parent, turn, None, arrival.decoded.as_ref())?;
         let now = now_ms();
         if placement == Placement::Beside {
             tx.execute(
@@ -187,41 +178,42 @@ impl Store {
                 params![owner, now],
             )?;
         } else {
-            tx.execute(
-                "UPDATE sessions SET head_id = ?2, redo = '[]', updated_at = ?3, used_at = ?3 WHERE id = ?1",
-                params![owner, model_id, now],
-            )?;
+            set_head(&tx, owner, inserted.model_id, now)?;
         }
         tx.execute(
             "INSERT INTO arrivals (id, model_id, recorded_at) VALUES (?1, ?2, ?3)",
-            params![entry_id, model_id, now],
+            params![entry_id, inserted.model_id, now],
         )?;
         tx.commit()?;
-        if let Some(checkpointer) = &self.checkpointer {
-            checkpointer.nudge();
-        }
+        self.nudge_checkpoint();
         let branched = !matches!(
             placement,
             Placement::Head | Placement::Beside | Placement::NewSession
         );
-        let appended = placed_turn(self, user_id, model_id, branched.then_some(owner))?;
+        let session = self.session_by_id(owner)?;
+        let appended = placed_turn(self, inserted, branched.then(|| session.clone()))?;
         Ok(Recorded {
             appended,
-            session: self.session_by_id(owner)?,
+            session,
             placement,
         })
     }
 
     fn already_recorded(&self, model_id: i64) -> Result<Recorded> {
-        let (user_id, session_id): (i64, Option<i64>) = self.conn.query_row(
-            "SELECT parent_id, session_id FROM contents WHERE id = ?1",
+        let (user_id, session_id, depth): (i64, Option<i64>, i64) = self.conn.query_row(
+            "SELECT parent_id, session_id, depth FROM contents WHERE id = ?1",
             [model_id],
-            |r| Ok((r.get(0)?, r.get(1)?)),
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )?;
         let session_id = session_id
             .context("this answer was recorded once already, in a session deleted since")?;
+        let inserted = Inserted {
+            user_id,
+            model_id,
+            turn: depth / 2 + 1,
+        };
         Ok(Recorded {
-            appended: placed_turn(self, user_id, model_id, None)?,
+            appended: placed_turn(self, inserted, None)?,
             session: self.session_by_id(session_id)?,
             placement: Placement::AlreadyRecorded,
         })

@@ -158,8 +158,6 @@ impl Store {
             ],
         )?;
         let id = tx.last_insert_rowid();
-        let mut put_blob =
-            tx.prepare_cached("INSERT OR IGNORE INTO blobs (hash, bytes) VALUES (?1, ?2)")?;
         let mut link = tx
             .prepare_cached("INSERT OR IGNORE INTO batch_blobs (batch_id, hash) VALUES (?1, ?2)")?;
         let mut insert = tx.prepare_cached(
@@ -172,8 +170,8 @@ impl Store {
                 blobs: new_blobs,
                 ..
             } = blobs::Decoded::of(&request.user.parts)?;
+            blobs::put_blobs(&tx, &new_blobs)?;
             for blob in &new_blobs {
-                put_blob.execute(params![blob.hash, &blob.bytes[..]])?;
                 link.execute(params![id, blob.hash])?;
             }
             insert.execute(params![
@@ -185,7 +183,7 @@ impl Store {
                 serde_json::to_string(&request.settings)?
             ])?;
         }
-        drop((put_blob, link, insert));
+        drop((link, insert));
         tx.commit()?;
         Ok(id)
     }
@@ -246,12 +244,7 @@ impl Store {
             .collect::<rusqlite::Result<_>>()?;
         tx.execute("DELETE FROM batches WHERE id = ?1 AND name IS NULL", [id])?;
         for hash in hashes {
-            tx.execute(
-                "DELETE FROM blobs WHERE hash = ?1
-                   AND hash NOT IN (SELECT hash FROM content_blobs)
-                   AND hash NOT IN (SELECT hash FROM batch_blobs)",
-                [hash],
-            )?;
+            blobs::delete_if_unused(&tx, &hash)?;
         }
         tx.commit()?;
         Ok(())
@@ -321,11 +314,7 @@ impl Store {
             params![id, now_ms()],
         )?;
         tx.execute("DELETE FROM batch_blobs WHERE batch_id = ?1", [id])?;
-        tx.execute(
-            "DELETE FROM blobs WHERE hash NOT IN (SELECT hash FROM content_blobs)
-               AND hash NOT IN (SELECT hash FROM batch_blobs)",
-            [],
-        )?;
+        blobs::delete_unused(&tx)?;
         tx.commit()?;
         Ok(())
     }
@@ -365,15 +354,27 @@ impl Store {
             |r| Ok((r.get(0)?, r.get(1)?)),
         )?;
         let settings: Settings = serde_json::from_str(&settings).unwrap_or_default();
+        // The prompt goes into its session as it was stored with the job: the same parts JSON, referring to the
+        // same blobs (already stored, and checked to be still there), so its images are not read or decoded again.
         let user = Content::user(
-            blobs::internalize(&user_parts, |hash| {
-                tx.query_row("SELECT bytes FROM blobs WHERE hash = ?1", [hash], |r| {
-                    r.get(0)
+            blobs::internalize_refs(&user_parts)
+                .and_then(|parts| {
+                    let mut exists =
+                        tx.prepare_cached("SELECT EXISTS (SELECT 1 FROM blobs WHERE hash = ?1)")?;
+                    for blob in parts
+                        .iter()
+                        .flat_map(|part| [&part.refs.data, &part.refs.signature])
+                        .flatten()
+                    {
+                        if !exists.query_row([&blob.hash], |r| r.get::<_, bool>(0))? {
+                            bail!("blob {} is missing", blob.hash);
+                        }
+                    }
+                    Ok(parts)
                 })
-                .with_context(|| format!("blob {hash} is missing"))
-            })
-            .with_context(|| format!("reading the prompt of key {key}"))?,
+                .with_context(|| format!("reading the prompt of key {key}"))?,
         );
+        let user_decoded = blobs::Decoded::stored(user_parts);
         // --into: a take in that session (or, if it was deleted meanwhile, in a new one that keeps the history).
         let session = match into_session {
             Some(session) => tx
@@ -411,7 +412,7 @@ impl Store {
                 (insert_session(&tx, &name, new)?, into_parent, true)
             }
         };
-        let (user_id, model_id) = insert_turn(
+        let inserted = insert_turn(
             &tx,
             owner,
             parent,
@@ -420,13 +421,14 @@ impl Store {
                 model,
                 meta,
             },
+            Some(&user_decoded),
             None,
         )?;
         let now = now_ms();
         if move_head {
             tx.execute(
                 "UPDATE sessions SET head_id = ?2, redo = '[]', updated_at = ?3 WHERE id = ?1",
-                params![owner, model_id, now],
+                params![owner, inserted.model_id, now],
             )?;
         } else {
             tx.execute(
@@ -440,19 +442,16 @@ impl Store {
             })?;
         tx.execute(
             "UPDATE batch_requests SET model_id = ?3, session = ?4, error = NULL WHERE batch_id = ?1 AND key = ?2",
-            params![id, key, model_id, name],
+            params![id, key, inserted.model_id, name],
         )?;
         tx.commit()?;
-        if let Some(checkpointer) = &self.checkpointer {
-            checkpointer.nudge();
-        }
-        let turn = self.turn_of(model_id)?;
+        self.nudge_checkpoint();
         Ok(BatchRecord::Stored(Box::new(BatchStored {
             session: self.session_by_id(owner)?,
-            user_id,
-            model_id,
-            turn,
-            take: self.take(user_id)?,
+            user_id: inserted.user_id,
+            model_id: inserted.model_id,
+            turn: inserted.turn,
+            take: self.take(inserted.user_id)?,
             head_moved: move_head,
         })))
     }
@@ -552,6 +551,55 @@ mod tests {
         let rows = store.batch_requests(id).unwrap();
         assert_eq!(rows[0].session.as_deref(), Some("red-fox"));
         assert_eq!(rows[1].error.as_deref(), Some("400 bad"));
+    }
+
+    #[test]
+    fn a_stored_prompt_comes_back_as_it_was_sent() {
+        let mut store = Store::open_in_memory().unwrap();
+        // A standard-base64 image and a URL-safe signature, both large enough to be blobs.
+        let image: Vec<u8> = (0..7000u32).map(|i| (i * 37 % 251) as u8).collect();
+        let mut sent = request("1", "a fox", Some(&image));
+        sent.user.parts[1].thought_signature = Some({
+            use base64::Engine as _;
+            base64::engine::general_purpose::URL_SAFE.encode(vec![0xfbu8; 3000])
+        });
+        let id = store
+            .create_batch(&NewBatch {
+                model: "m",
+                display_name: "d",
+                source: "s",
+                into: None,
+                requests: std::slice::from_ref(&sent),
+            })
+            .unwrap();
+        let stored_parts: String = store
+            .conn
+            .query_row(
+                "SELECT user_parts FROM batch_requests WHERE batch_id = ?1",
+                [id],
+                |r| r.get(0),
+            )
+            .unwrap();
+        let BatchRecord::Stored(stored) = store
+            .record_batch_result(
+                id,
+                "1",
+                &answer("one"),
+                &TurnMeta::default(),
+                "fox",
+                Path::new("/tmp"),
+            )
+            .unwrap()
+        else {
+            panic!()
+        };
+        let row = store.content(stored.user_id).unwrap();
+        assert_eq!(row.parts_json, stored_parts);
+        let back = store.content_of(&row).unwrap();
+        assert_eq!(back, sent.user);
+        // The session keeps the prompt's images once the job no longer does.
+        store.set_batch_fetched(id).unwrap();
+        assert_eq!(store.content_of(&row).unwrap().parts, sent.user.parts);
     }
 
     #[test]

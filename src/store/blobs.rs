@@ -7,6 +7,7 @@
 
 use anyhow::{Context, Result, bail};
 use bytes::Bytes;
+use rusqlite::{Connection, params};
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
@@ -167,12 +168,53 @@ impl Decoded {
         Ok(decoded)
     }
 
+    /// Parts already in the store's form (`json`, as an earlier [`Decoded::of`] made it, its blobs already
+    /// stored): nothing is decoded or hashed, and there are no blobs to store or bytes to hand out.
+    pub(super) fn stored(json: String) -> Decoded {
+        Decoded {
+            json,
+            ..Decoded::default()
+        }
+    }
+
     /// The decoded bytes of part `index`'s inline data, when it was long enough to become a blob and was standard
     /// base64 (what an image file is written from).
     pub fn inline_bytes(&self, index: usize) -> Option<&Bytes> {
         let blob = (*self.inline.get(index)?)?;
         self.blobs.get(blob).map(|b| &b.bytes)
     }
+}
+
+/// Stores blobs, each once: a blob already there (same hash, so same bytes) is left as it is.
+pub(super) fn put_blobs<'a>(
+    conn: &Connection,
+    blobs: impl IntoIterator<Item = &'a Blob>,
+) -> Result<()> {
+    let mut put =
+        conn.prepare_cached("INSERT OR IGNORE INTO blobs (hash, bytes) VALUES (?1, ?2)")?;
+    for blob in blobs {
+        put.execute(params![blob.hash, &blob.bytes[..]])?;
+    }
+    Ok(())
+}
+
+/// What makes a blob unused: no content refers to it, and no job still keeps it for its prompts.
+const UNUSED: &str =
+    "hash NOT IN (SELECT hash FROM content_blobs) AND hash NOT IN (SELECT hash FROM batch_blobs)";
+
+/// Deletes every unused blob.
+pub(super) fn delete_unused(conn: &Connection) -> Result<()> {
+    conn.execute(&format!("DELETE FROM blobs WHERE {UNUSED}"), [])?;
+    Ok(())
+}
+
+/// Deletes blob `hash` if it is unused.
+pub(super) fn delete_if_unused(conn: &Connection, hash: &str) -> Result<()> {
+    conn.execute(
+        &format!("DELETE FROM blobs WHERE hash = ?1 AND {UNUSED}"),
+        [hash],
+    )?;
+    Ok(())
 }
 
 /// The blob hashes a stored parts JSON refers to.
@@ -198,9 +240,23 @@ pub fn internalize(
     stored: &str,
     mut fetch: impl FnMut(&str) -> Result<Vec<u8>>,
 ) -> Result<Vec<Part>> {
-    internalize_with(stored, &mut |hash, encoding| {
-        encoding.encode(&fetch(hash)?).map_err(anyhow::Error::msg)
-    })
+    let mut parts = internalize_refs(stored)?;
+    for part in &mut parts {
+        let refs = std::mem::take(&mut part.refs);
+        let mut value = |blob: BlobRef| -> Result<String> {
+            blob.encoding
+                .encode(&fetch(&blob.hash)?)
+                .map_err(anyhow::Error::msg)
+        };
+        // A data reference was taken from the part's `inlineData`, so the part has one.
+        if let (Some(blob), Some(inline)) = (refs.data, part.inline_data.as_mut()) {
+            inline.data = value(blob)?;
+        }
+        if let Some(blob) = refs.signature {
+            part.thought_signature = Some(value(blob)?);
+        }
+    }
+    Ok(parts)
 }
 
 /// The parts with each blob reference left in the store: the value's string is empty and the part's typed
@@ -245,49 +301,6 @@ fn take_ref(object: &mut Map<String, Value>, key: &str) -> Result<Option<BlobRef
     };
     object.insert(key.to_string(), Value::String(String::new()));
     Ok(Some(blob))
-}
-
-/// The parts with each blob reference replaced by what `value` makes of it.
-fn internalize_with(
-    stored: &str,
-    value: &mut dyn FnMut(&str, Encoding) -> Result<String>,
-) -> Result<Vec<Part>> {
-    let mut values: Vec<Value> =
-        serde_json::from_str(stored).context("stored parts are not JSON")?;
-    for part in &mut values {
-        if let Some(object) = part.as_object_mut() {
-            if let Some(Value::Object(inline)) = object.get_mut("inlineData") {
-                swap_in(inline, "data", value)?;
-            }
-            swap_in(object, "thoughtSignature", value)?;
-        }
-    }
-    values
-        .into_iter()
-        .map(|v| serde_json::from_value(v).context("stored part has the wrong shape"))
-        .collect()
-}
-
-fn swap_in(
-    object: &mut Map<String, Value>,
-    key: &str,
-    value: &mut dyn FnMut(&str, Encoding) -> Result<String>,
-) -> Result<()> {
-    let Some(Value::Object(reference)) = object.get(key) else {
-        return Ok(());
-    };
-    let (Some(hash), Some(encoding)) = (
-        reference.get("$blob").and_then(Value::as_str),
-        reference
-            .get("enc")
-            .and_then(Value::as_str)
-            .and_then(Encoding::from_name),
-    ) else {
-        bail!("a stored part has a malformed blob reference")
-    };
-    let text = value(hash, encoding)?;
-    object.insert(key.to_string(), Value::String(text));
-    Ok(())
 }
 
 #[cfg(test)]

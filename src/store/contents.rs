@@ -4,11 +4,10 @@ use anyhow::{Context, Result};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::blobs::{self, Decoded};
-use super::sessions::{NewSession, branch_name_in, insert_session};
+use super::sessions::{NewSession, insert_branch, insert_session, set_head};
 use super::{Appended, ContentRow, SessionRow, Store, Take, TurnMeta, now_ms};
 use crate::gemini::signatures::{self, Family, Origin};
 use crate::gemini::types::{Content, Part};
-use crate::settings::Settings;
 
 const CONTENT_COLUMNS: &str =
     "c.id, c.parent_id, c.depth, c.role, c.parts, c.meta, c.created_at, c.session_id, c.extra";
@@ -39,30 +38,43 @@ pub struct NewTurn<'a> {
     pub meta: &'a TurnMeta,
 }
 
-/// Inserts a turn's blobs and two contents under `parent`, owned by `session_id`; returns (user id, model id).
-/// `model_decoded` is the model content's parts already decoded ([`Decoded::of`]), when the caller has them.
+/// Where [`insert_turn`] put a turn.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Inserted {
+    pub user_id: i64,
+    pub model_id: i64,
+    /// The turn it is, counted from 1 ([`ContentRow::turn`] of the model content).
+    pub turn: i64,
+}
+
+/// Inserts a turn's blobs and two contents under `parent`, owned by `session_id`.
+/// `user_decoded` and `model_decoded` are the contents' parts already decoded ([`Decoded::of`]) or already in the
+/// store's form ([`Decoded::stored`]), when the caller has them; the parts of that content are then not read.
 pub(super) fn insert_turn(
     conn: &Connection,
     session_id: i64,
     parent: Option<i64>,
     turn: NewTurn<'_>,
+    user_decoded: Option<&Decoded>,
     model_decoded: Option<&Decoded>,
-) -> Result<(i64, i64)> {
-    let user = Decoded::of(&turn.user.parts)?;
-    let decoded_here;
+) -> Result<Inserted> {
+    let (user_here, model_here);
+    let user = match user_decoded {
+        Some(decoded) => decoded,
+        None => {
+            user_here = Decoded::of(&turn.user.parts)?;
+            &user_here
+        }
+    };
     let model = match model_decoded {
         Some(decoded) => decoded,
         None => {
-            decoded_here = Decoded::of(&turn.model.parts)?;
-            &decoded_here
+            model_here = Decoded::of(&turn.model.parts)?;
+            &model_here
         }
     };
     let (user_json, model_json) = (&user.json, &model.json);
-    let mut put_blob =
-        conn.prepare_cached("INSERT OR IGNORE INTO blobs (hash, bytes) VALUES (?1, ?2)")?;
-    for blob in user.blobs.iter().chain(&model.blobs) {
-        put_blob.execute(params![blob.hash, &blob.bytes[..]])?;
-    }
+    blobs::put_blobs(conn, user.blobs.iter().chain(&model.blobs))?;
     let parent_depth: i64 = match parent {
         Some(id) => conn.query_row("SELECT depth FROM contents WHERE id = ?1", [id], |r| {
             r.get(0)
@@ -104,30 +116,24 @@ pub(super) fn insert_turn(
             link.execute(params![id, hash])?;
         }
     }
-    Ok((user_id, model_id))
+    Ok(Inserted {
+        user_id,
+        model_id,
+        turn: (parent_depth + 2) / 2 + 1,
+    })
 }
 
 /// Where a committed turn went: its number and take, and the branch it went to when `branched_to` is set.
 pub(super) fn placed_turn(
     store: &Store,
-    user_id: i64,
-    model_id: i64,
-    branched_to: Option<i64>,
+    inserted: Inserted,
+    branched_to: Option<SessionRow>,
 ) -> Result<Appended> {
-    let depth: i64 = store.conn.query_row(
-        "SELECT depth FROM contents WHERE id = ?1",
-        [model_id],
-        |r| r.get(0),
-    )?;
-    let branched_to = match branched_to {
-        Some(id) => Some(store.session_by_id(id)?),
-        None => None,
-    };
     Ok(Appended {
-        user_id,
-        model_id,
-        turn: depth / 2 + 1,
-        take: store.take(user_id)?,
+        user_id: inserted.user_id,
+        model_id: inserted.model_id,
+        turn: inserted.turn,
+        take: store.take(inserted.user_id)?,
         branched_to,
     })
 }
@@ -296,19 +302,6 @@ impl Store {
         parent: Option<i64>,
         turn: NewTurn<'_>,
     ) -> Result<Appended> {
-        self.append_decoded(session_id, expected_head, parent, turn, None)
-    }
-
-    /// [`Store::append_turn`] with the answer's parts already decoded (`Decoded::of(&turn.model.parts)`): a caller
-    /// that needs the bytes too (for the image files) decodes each answer once.
-    pub fn append_decoded(
-        &mut self,
-        session_id: i64,
-        expected_head: Option<i64>,
-        parent: Option<i64>,
-        turn: NewTurn<'_>,
-        model_decoded: Option<&Decoded>,
-    ) -> Result<Appended> {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -320,28 +313,20 @@ impl Store {
             )?;
         let branched = head != expected_head;
         let owner = if branched {
-            let branch = branch_name_in(&tx, &name)?;
-            let settings: Settings = serde_json::from_str(&settings).unwrap_or_default();
-            let new = NewSession {
-                settings: &settings,
-                head_id: None,
-                origin: Some((&name, parent)),
-                out_dir: out_dir.as_deref().map(std::path::Path::new),
-            };
-            insert_session(&tx, &branch, new)?
+            insert_branch(&tx, &name, &settings, out_dir.as_deref(), parent)?
         } else {
             session_id
         };
-        let (user_id, model_id) = insert_turn(&tx, owner, parent, turn, model_decoded)?;
-        tx.execute(
-            "UPDATE sessions SET head_id = ?2, redo = '[]', updated_at = ?3, used_at = ?3 WHERE id = ?1",
-            params![owner, model_id, now_ms()],
-        )?;
+        let inserted = insert_turn(&tx, owner, parent, turn, None, None)?;
+        set_head(&tx, owner, inserted.model_id, now_ms())?;
         tx.commit()?;
-        if let Some(checkpointer) = &self.checkpointer {
-            checkpointer.nudge();
-        }
-        placed_turn(self, user_id, model_id, branched.then_some(owner))
+        self.nudge_checkpoint();
+        let branched_to = if branched {
+            Some(self.session_by_id(owner)?)
+        } else {
+            None
+        };
+        placed_turn(self, inserted, branched_to)
     }
 
     /// A thread brought in from elsewhere (`peel import`), as a new session, in one transaction.
@@ -357,7 +342,7 @@ impl Store {
         let id = insert_session(&tx, name, new)?;
         let mut head = None;
         for turn in turns {
-            head = Some(insert_turn(&tx, id, head, *turn, None)?.1);
+            head = Some(insert_turn(&tx, id, head, *turn, None, None)?.model_id);
         }
         tx.execute(
             "UPDATE sessions SET head_id = ?2 WHERE id = ?1",

@@ -346,6 +346,13 @@ impl Store {
         )
     }
 
+    /// After a commit of a turn: asks the background checkpoint (if this store has one) to run soon; never blocks.
+    fn nudge_checkpoint(&self) {
+        if let Some(checkpointer) = &self.checkpointer {
+            checkpointer.nudge();
+        }
+    }
+
     pub fn blob(&self, hash: &str) -> Result<Vec<u8>> {
         let mut stmt = self
             .conn

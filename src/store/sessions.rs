@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
+use super::blobs;
 use super::{SessionRow, SessionSummary, Store, now_ms, visible_text};
 use crate::names::{fit_session_name, validate_session_name};
 use crate::settings::Settings;
@@ -113,6 +114,35 @@ pub(super) fn insert_session(conn: &Connection, name: &str, new: NewSession<'_>)
     )
     .with_context(|| format!("creating session {name:?}"))?;
     Ok(conn.last_insert_rowid())
+}
+
+/// A branch of session `from` (whose stored settings JSON and output folder it takes) at `parent`, for a turn that
+/// found `from`'s head moved by another process; returns its id. Its head is set once the turn is in.
+pub(super) fn insert_branch(
+    conn: &Connection,
+    from: &str,
+    settings: &str,
+    out_dir: Option<&str>,
+    parent: Option<i64>,
+) -> Result<i64> {
+    let branch = branch_name_in(conn, from)?;
+    let settings: Settings = serde_json::from_str(settings).unwrap_or_default();
+    let new = NewSession {
+        settings: &settings,
+        head_id: None,
+        origin: Some((from, parent)),
+        out_dir: out_dir.map(Path::new),
+    };
+    insert_session(conn, &branch, new)
+}
+
+/// Moves session `id`'s head to a turn just recorded (`now`): nothing is left to redo, and it is the session in use.
+pub(super) fn set_head(conn: &Connection, id: i64, head: i64, now: i64) -> Result<()> {
+    conn.execute(
+        "UPDATE sessions SET head_id = ?2, redo = '[]', updated_at = ?3, used_at = ?3 WHERE id = ?1",
+        params![id, head, now],
+    )?;
+    Ok(())
 }
 
 impl Store {
@@ -287,11 +317,7 @@ impl Store {
              DELETE FROM contents WHERE id NOT IN (SELECT id FROM reached)",
             [],
         )?;
-        tx.execute(
-            "DELETE FROM blobs WHERE hash NOT IN (SELECT hash FROM content_blobs)
-               AND hash NOT IN (SELECT hash FROM batch_blobs)",
-            [],
-        )?;
+        blobs::delete_unused(&tx)?;
         tx.commit()?;
         self.reclaim_space()
     }

@@ -151,15 +151,12 @@ fn new_databases_have_large_pages_and_blobs_read_back_in_chunks() {
     };
     let user = Content::user(vec![Part::text("p")]);
     let meta = TurnMeta::default();
-    let decoded = Decoded::of(&model.parts).unwrap();
     let turn = NewTurn {
         user: &user,
         model: &model,
         meta: &meta,
     };
-    store
-        .append_decoded(s.id, None, None, turn, Some(&decoded))
-        .unwrap();
+    store.append_turn(s.id, None, None, turn).unwrap();
     let hash = hash_hex(&image);
     let reader = store.blob_reader().unwrap();
     let mut chunks = Vec::new();
