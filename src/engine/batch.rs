@@ -32,7 +32,9 @@ use crate::gemini::outcome::{Outcome, classify};
 use crate::gemini::signatures::MadeBy;
 use crate::gemini::{Backend, Client, Content, GeminiError, GenerateContentRequest, Part};
 use crate::settings::Settings;
-use crate::store::batches::{BatchRecord, BatchRequestRow, BatchRow, NewBatch, NewBatchRequest};
+use crate::store::batches::{
+    BatchAnswer, BatchRecord, BatchRequestRow, BatchRow, NewBatch, NewBatchRequest,
+};
 use crate::store::{ImageMeta, Store, TurnMeta};
 
 /// The Batch API's price against the standard one.
@@ -724,7 +726,7 @@ impl Fetcher<'_> {
             }
         };
         let settings = request.settings.clone();
-        let decoded = images::answer_images(&content);
+        let (stored, decoded) = images::decode_answer(&content);
         let meta = TurnMeta {
             cost_usd: super::turn::cost(
                 &settings.model,
@@ -748,8 +750,11 @@ impl Fetcher<'_> {
         let recorded = self.store.record_batch_result(
             self.batch,
             key,
-            &content,
-            &meta,
+            BatchAnswer {
+                content: &content,
+                decoded: stored.as_ref(),
+                meta: &meta,
+            },
             &auto_name(prompt),
             self.out_root,
         )?;

@@ -130,7 +130,7 @@ impl Attachment {
 
 /// An answer image decoded and measured, ready to be written to disk.
 pub struct AnswerImage {
-    /// Shared with the store when decoded once for both ([`answer_images_decoded`]).
+    /// Shared with the store when decoded once for both ([`decode_answer`]).
     pub bytes: Bytes,
     pub meta: ImageMeta,
     pub ext: &'static str,
@@ -145,23 +145,28 @@ pub fn answer_images(content: &Content) -> Vec<AnswerImage> {
         .collect()
 }
 
-/// [`answer_images`] from a content whose large values `decoded` already holds (decoded for the store): the image
-/// files are written from the very bytes the store keeps, decoded once.
-pub fn answer_images_decoded(content: &Content, decoded: &Decoded) -> Vec<AnswerImage> {
-    content
+/// An answer decoded once, for the store and the image files alike: the store's form of its parts (`None` only
+/// on a serialiser fault, when the store decodes the answer itself) and its images, written from the very bytes
+/// the store keeps.
+pub fn decode_answer(content: &Content) -> (Option<Decoded>, Vec<AnswerImage>) {
+    let Ok(stored) = Decoded::of(&content.parts) else {
+        return (None, answer_images(content));
+    };
+    let images = content
         .parts
         .iter()
         .enumerate()
         .filter(|(_, part)| !part.is_thought())
         .filter_map(|(index, part)| {
             let inline = part.inline_data.as_ref()?;
-            let bytes = match decoded.inline_bytes(index) {
+            let bytes = match stored.inline_bytes(index) {
                 Some(bytes) => bytes.clone(),
                 None => decode(inline)?,
             };
             measure(bytes)
         })
-        .collect()
+        .collect();
+    (Some(stored), images)
 }
 
 /// The interim thought images of an answer that decode.

@@ -172,13 +172,7 @@ impl Engine {
             } => (content, finish_reason, usage, sources),
             Outcome::Refused(refusal) => return Err(self.refused(refusal).into()),
         };
-        // Decoded once, for the store and the image files alike. (It cannot fail short of a serialiser fault; the
-        // store then decodes the answer itself.)
-        let stored = Decoded::of(&content.parts).ok();
-        let decoded = match &stored {
-            Some(stored) => images::answer_images_decoded(&content, stored),
-            None => images::answer_images(&content),
-        };
+        let (stored, decoded) = images::decode_answer(&content);
         let settings = &self.session.settings;
         let meta = TurnMeta {
             settings: Some(settings.clone()),

@@ -130,6 +130,15 @@ pub enum BatchRecord {
     AlreadyStored,
 }
 
+/// One request's answer, as a fetch has it.
+pub struct BatchAnswer<'a> {
+    pub content: &'a Content,
+    /// Its parts already decoded ([`blobs::Decoded::of`], as the image files were written from), when the caller
+    /// has them; the store decodes them itself otherwise.
+    pub decoded: Option<&'a blobs::Decoded>,
+    pub meta: &'a TurnMeta,
+}
+
 impl Store {
     /// Records a job before it is submitted, with its requests and their images, in one transaction; returns its
     /// number.
@@ -326,8 +335,7 @@ impl Store {
         &mut self,
         id: i64,
         key: &str,
-        model: &Content,
-        meta: &TurnMeta,
+        answer: BatchAnswer<'_>,
         name_base: &str,
         out_dir: &Path,
     ) -> Result<BatchRecord> {
@@ -418,11 +426,11 @@ impl Store {
             parent,
             NewTurn {
                 user: &user,
-                model,
-                meta,
+                model: answer.content,
+                meta: answer.meta,
             },
             Some(&user_decoded),
-            None,
+            answer.decoded,
         )?;
         let now = now_ms();
         if move_head {
@@ -528,7 +536,17 @@ mod tests {
         let out = Path::new("/tmp/out");
         let meta = TurnMeta::default();
         let BatchRecord::Stored(first) = store
-            .record_batch_result(id, "1", &answer("one"), &meta, "red-fox", out)
+            .record_batch_result(
+                id,
+                "1",
+                BatchAnswer {
+                    content: &answer("one"),
+                    decoded: None,
+                    meta: &meta,
+                },
+                "red-fox",
+                out,
+            )
             .unwrap()
         else {
             panic!()
@@ -537,7 +555,17 @@ mod tests {
         assert_eq!(first.session.head_id, Some(first.model_id));
         assert_eq!(
             store
-                .record_batch_result(id, "1", &answer("one"), &meta, "red-fox", out)
+                .record_batch_result(
+                    id,
+                    "1",
+                    BatchAnswer {
+                        content: &answer("one"),
+                        decoded: None,
+                        meta: &meta
+                    },
+                    "red-fox",
+                    out
+                )
                 .unwrap(),
             BatchRecord::AlreadyStored
         );
@@ -584,8 +612,11 @@ mod tests {
             .record_batch_result(
                 id,
                 "1",
-                &answer("one"),
-                &TurnMeta::default(),
+                BatchAnswer {
+                    content: &answer("one"),
+                    decoded: None,
+                    meta: &TurnMeta::default(),
+                },
                 "fox",
                 Path::new("/tmp"),
             )
@@ -646,7 +677,17 @@ mod tests {
         let out = Path::new("/tmp");
         for key in ["1", "2"] {
             let BatchRecord::Stored(stored) = store
-                .record_batch_result(job, key, &answer(key), &meta, "x", out)
+                .record_batch_result(
+                    job,
+                    key,
+                    BatchAnswer {
+                        content: &answer(key),
+                        decoded: None,
+                        meta: &meta,
+                    },
+                    "x",
+                    out,
+                )
                 .unwrap()
             else {
                 panic!()
@@ -662,7 +703,17 @@ mod tests {
         let later = turn(&mut store, Some(head));
         let job = new(&mut store, one);
         let BatchRecord::Stored(stored) = store
-            .record_batch_result(job, "1", &answer("late"), &meta, "x", out)
+            .record_batch_result(
+                job,
+                "1",
+                BatchAnswer {
+                    content: &answer("late"),
+                    decoded: None,
+                    meta: &meta,
+                },
+                "x",
+                out,
+            )
             .unwrap()
         else {
             panic!()
