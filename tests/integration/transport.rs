@@ -300,6 +300,8 @@ fn uri_images_are_downloaded_and_stored_inline() {
     assert_eq!(downloads.len(), 2);
     // The files hold the server's images, and the database holds them inline, as any answer image.
     let issued = server.issued_images();
+    assert_eq!(issued.len(), 2, "one image a turn");
+    assert_eq!(run.stdout_lines().len(), 2, "one path a turn: {run:?}");
     for (path, image) in run.stdout_lines().iter().zip(&issued) {
         assert_eq!(std::fs::read(path).unwrap(), image.bytes());
     }
