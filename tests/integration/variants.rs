@@ -79,12 +79,30 @@ fn four_takes_are_in_flight_at_once_and_stored_as_signed_siblings() {
     assert!(run.stderr.contains("continues from 2c"), "{}", run.stderr);
     let last = server.requests().last().unwrap().contents().to_vec();
     assert_eq!(last.len(), 5);
-    let picked = &server.responses()[..];
-    let picked_parts = picked
+    assert_eq!(last[3]["role"], "model", "the picked take's answer");
+    server
+        .responses()
         .iter()
         .find(|r| r["candidates"][0]["content"]["parts"] == last[3]["parts"])
         .expect("the picked take's parts, as the server sent them");
-    assert!(picked_parts.is_object());
+    // And the take sent is 2c: its image is the one written as 2c, which no other take has.
+    let take = |letter: &str| std::fs::read(sandbox.out().join(format!("fox/2{letter}.jpg"))).unwrap();
+    let take_c = take("c");
+    for other in ["a", "b", "d"] {
+        assert!(take(other) != take_c, "2{other} and 2c are the same image");
+    }
+    let sent_image: Vec<&str> = last[3]["parts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["inlineData"]["data"].as_str())
+        .collect();
+    assert_eq!(sent_image.len(), 1, "one image in the picked take");
+    // Compared by equality only: a failure should not print megabytes of bytes.
+    assert!(
+        STANDARD.decode(sent_image[0]).unwrap() == take_c,
+        "the continued take is not 2c"
+    );
     assert!(
         run.stderr.contains("other takes: @2a @2b @2d"),
         "{}",
