@@ -252,10 +252,6 @@ fn paste_takes_the_clipboards_image_through_the_platforms_tool() {
     );
     let tool = bin.join("wl-paste");
     std::fs::write(&tool, script).unwrap();
-    std::os::unix::fs::PermissionsExt::set_mode(
-        &mut std::fs::metadata(&tool).unwrap().permissions(),
-        0o755,
-    );
     std::fs::set_permissions(&tool, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
     let mut command = sandbox.peel(&["-s", "fox"]);
