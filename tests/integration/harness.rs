@@ -152,8 +152,9 @@ fn spawn_command(mut command: Command, stdin: &[u8]) -> Child {
     child
 }
 
-/// Waits for peel (at most a minute), reading its output as it comes so a full pipe never stalls it.
-fn wait_with_timeout(child: &mut Child) -> Output {
+/// Waits for peel (at most a minute, then kills it and panics), reading its output as it comes so a full pipe
+/// never stalls it. A pipe the caller took already is left to the caller.
+pub fn wait_with_timeout(child: &mut Child) -> Output {
     fn drain(
         pipe: Option<impl std::io::Read + Send + 'static>,
     ) -> std::thread::JoinHandle<Vec<u8>> {
