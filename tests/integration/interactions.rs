@@ -95,6 +95,7 @@ async fn a_three_turn_chain_sends_only_the_new_input_each_turn() {
     let client = client(&server);
     let mut previous: Option<String> = None;
     let mut answers = Vec::new();
+    let mut ids = Vec::new();
     for prompt in ["a red fox at dawn", "make it night", "add falling snow"] {
         let interaction = client
             .create_interaction(
@@ -113,6 +114,7 @@ async fn a_three_turn_chain_sends_only_the_new_input_each_turn() {
             "the signature is kept: {content:?}"
         );
         previous = Some(interaction.id.clone());
+        ids.push(interaction.id.clone());
         answers.push(content);
     }
 
@@ -147,7 +149,10 @@ async fn a_three_turn_chain_sends_only_the_new_input_each_turn() {
         );
     }
     assert_eq!(requests[0].json().get("previous_interaction_id"), None);
-    assert!(requests[2].json()["previous_interaction_id"].is_string());
+    // Each later turn continues the one before it.
+    assert_eq!(requests[1].json()["previous_interaction_id"], ids[0].as_str());
+    assert_eq!(requests[2].json()["previous_interaction_id"], ids[1].as_str());
+    assert_ne!(ids[0], ids[1]);
     assert_eq!(server.stored_interactions().len(), 3);
 
     // The stored answers are what generateContent would have given: the thread goes on there, signatures accepted.
