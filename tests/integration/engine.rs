@@ -89,13 +89,15 @@ fn a_cancelled_turn_records_nothing_and_can_be_sent_again() {
     let mut engine = engine(&server, &dir);
     let cancel = Cancel::new();
     let trigger = cancel.clone();
-    let waiter = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(300));
-        trigger.cancel();
-    });
     let events = Recorder::default();
-    let error = engine.prompt("a red fox", &events, &cancel).unwrap_err();
-    waiter.join().unwrap();
+    // Cancelled once the request is at the server (which never answers it), not after a guessed time.
+    let error = std::thread::scope(|scope| {
+        scope.spawn(|| {
+            server.wait_for_requests(1, Duration::from_secs(20));
+            trigger.cancel();
+        });
+        engine.prompt("a red fox", &events, &cancel).unwrap_err()
+    });
     assert!(error.is::<Cancelled>(), "{error:#}");
     assert_eq!(
         events.lines().len(),
