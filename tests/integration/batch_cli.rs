@@ -2,7 +2,7 @@
 //! or as an uploaded file, followed from later runs (status, wait), fetched into sessions or as takes of one turn,
 //! a per-request error reported on its line, a second fetch storing nothing, cancel, and Ctrl-C during a wait.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -291,16 +291,15 @@ fn cancel_stops_the_job_and_ctrl_c_stops_only_the_wait() {
     batch(&sandbox, &[&file]).expect_code(0);
 
     // Ctrl-C while waiting: the wait stops, the job goes on.
+    let before = server.request_count();
     let child = sandbox.spawn(&["batch", "wait", "1"], "");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !server
-        .requests()
-        .iter()
-        .any(|r| r.method == "GET" && r.path.starts_with("/v1beta/batches/"))
-    {
-        assert!(Instant::now() < deadline, "the wait never asked the server");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let asked = &server.wait_for_requests(before + 1, Duration::from_secs(20))[before];
+    assert!(
+        asked.method == "GET" && asked.path.starts_with("/v1beta/batches/"),
+        "the wait asks the server for the job first: {} {}",
+        asked.method,
+        asked.path
+    );
     std::thread::sleep(Duration::from_millis(200));
     let status = std::process::Command::new("kill")
         .args(["-INT", &child.id().to_string()])
