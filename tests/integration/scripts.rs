@@ -34,8 +34,7 @@ fn a_script_stops_at_the_first_failed_line_and_names_it() {
     assert_eq!(server.request_count(), 2);
 
     // A line that is not UTF-8 is a failed line too, named by its number.
-    let mut command = sandbox.peel(&["-r", "fox"]);
-    command.stdin(std::process::Stdio::piped());
+    let command = sandbox.peel(&["-r", "fox"]);
     let run = sandbox.run_command_bytes(command, b"/settings\nmake it \xff\xfe dark\nmore\n");
     assert_eq!(run.code, 1, "{run:?}");
     assert!(
