@@ -150,8 +150,14 @@ async fn a_three_turn_chain_sends_only_the_new_input_each_turn() {
     }
     assert_eq!(requests[0].json().get("previous_interaction_id"), None);
     // Each later turn continues the one before it.
-    assert_eq!(requests[1].json()["previous_interaction_id"], ids[0].as_str());
-    assert_eq!(requests[2].json()["previous_interaction_id"], ids[1].as_str());
+    assert_eq!(
+        requests[1].json()["previous_interaction_id"],
+        ids[0].as_str()
+    );
+    assert_eq!(
+        requests[2].json()["previous_interaction_id"],
+        ids[1].as_str()
+    );
     assert_ne!(ids[0], ids[1]);
     assert_eq!(server.stored_interactions().len(), 3);
 

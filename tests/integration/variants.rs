@@ -86,7 +86,8 @@ fn four_takes_are_in_flight_at_once_and_stored_as_signed_siblings() {
         .find(|r| r["candidates"][0]["content"]["parts"] == last[3]["parts"])
         .expect("the picked take's parts, as the server sent them");
     // And the take sent is 2c: its image is the one written as 2c, which no other take has.
-    let take = |letter: &str| std::fs::read(sandbox.out().join(format!("fox/2{letter}.jpg"))).unwrap();
+    let take =
+        |letter: &str| std::fs::read(sandbox.out().join(format!("fox/2{letter}.jpg"))).unwrap();
     let take_c = take("c");
     for other in ["a", "b", "d"] {
         assert!(take(other) != take_c, "2{other} and 2c are the same image");

@@ -95,11 +95,7 @@ impl Drop for Hostile {
 }
 
 /// Reads one request (headers, then the body by Content-Length, discarded) and answers it with the attack.
-fn serve(
-    stream: TcpStream,
-    attack: &Mutex<Attack>,
-    stop: &AtomicBool,
-) -> std::io::Result<()> {
+fn serve(stream: TcpStream, attack: &Mutex<Attack>, stop: &AtomicBool) -> std::io::Result<()> {
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut line = String::new();
     reader.read_line(&mut line)?;
