@@ -3,15 +3,13 @@
 //! right interaction, a thread the server lost goes whole once with one notice, a thread moves between transports,
 //! and `uri` images are stored inline.
 
+use peel::engine::Cancel;
 use peel::engine::events::Recorder;
-use peel::engine::{Cancel, Engine};
-use peel::gemini::Backend;
 use peel::settings::{Settings, Transport};
-use peel::store::Store;
 use serde_json::Value;
 
+use crate::engine::engine_with;
 use crate::harness::Sandbox;
-use crate::interactions::client;
 use crate::support::fake_gemini::{FakeGemini, RecordedRequest, SignatureSize};
 
 /// Each model content's interaction id, oldest first (`None` for turns made another way).
@@ -325,20 +323,13 @@ fn streamed_thoughts_text_usage_and_cost_come_as_on_generate_content() {
         "Here is your fox.".into(),
     ));
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("peel.db")).unwrap();
     let settings = Settings {
         thoughts: true,
         aspect: Some("16:9".into()),
         transport: Transport::Interactions,
         ..Settings::default()
     };
-    let mut engine = Engine::new(
-        store,
-        Backend::Remote(Box::new(client(&server))),
-        settings,
-        &dir.path().join("out"),
-    )
-    .unwrap();
+    let mut engine = engine_with(&server, &dir, settings);
     engine.set_stream(true);
     let events = Recorder::default();
     let report = engine.prompt("a red fox", &events, &Cancel::new()).unwrap();

@@ -5,15 +5,13 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
+use peel::engine::Cancel;
 use peel::engine::events::Recorder;
-use peel::engine::{Cancel, Engine};
-use peel::gemini::Backend;
 use peel::settings::Settings;
-use peel::store::Store;
 use serde_json::json;
 
+use crate::engine::engine_with;
 use crate::harness::Sandbox;
-use crate::interactions::client;
 use crate::support::fake_gemini::{FakeGemini, Reply};
 
 fn count(sandbox: &Sandbox, sql: &str) -> i64 {
@@ -163,10 +161,7 @@ fn a_take_that_fails_leaves_the_others_and_a_cancel_keeps_what_came() {
     server.push_reply(Reply::Hang);
     server.push_reply(Reply::Hang);
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("peel.db")).unwrap();
-    let backend = Backend::Remote(Box::new(client(&server)));
-    let mut engine =
-        Engine::new(store, backend, Settings::default(), &dir.path().join("out")).unwrap();
+    let mut engine = engine_with(&server, &dir, Settings::default());
     let cancel = Cancel::new();
     let trigger = cancel.clone();
     let watcher = std::thread::spawn(move || {
