@@ -15,17 +15,8 @@ fn write(sandbox: &Sandbox, name: &str, text: &str) -> String {
     path.display().to_string()
 }
 
-fn count(sandbox: &Sandbox, sql: &str) -> i64 {
-    sandbox.open_db().query_row(sql, [], |r| r.get(0)).unwrap()
-}
-
 fn session_names(sandbox: &Sandbox) -> Vec<String> {
-    let db = sandbox.open_db();
-    let mut stmt = db.prepare("SELECT name FROM sessions ORDER BY id").unwrap();
-    stmt.query_map([], |r| r.get(0))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect()
+    sandbox.query_all("SELECT name FROM sessions ORDER BY id")
 }
 
 fn a_png(sandbox: &Sandbox, name: &str) -> String {
@@ -122,18 +113,13 @@ fn a_prompts_file_is_submitted_followed_and_fetched_into_sessions_once() {
     assert!(paths[0].ends_with("out/red-fox-dawn/1.jpg"), "{}", paths[0]);
     assert!(run.stderr.contains("at the batch price"), "{}", run.stderr);
     // Half the standard price: a 1K image on 3 Pro is $0.134.
-    let cost: f64 = sandbox
-        .open_db()
-        .query_row(
-            "SELECT json_extract(meta, '$.cost_usd') FROM contents WHERE role = 'model' ORDER BY id LIMIT 1",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let cost: f64 = sandbox.query_one(
+        "SELECT json_extract(meta, '$.cost_usd') FROM contents WHERE role = 'model' ORDER BY id LIMIT 1",
+    );
     assert!((0.067..0.07).contains(&cost), "{cost}");
     let (contents, blobs) = (
-        count(&sandbox, "SELECT count(*) FROM contents"),
-        count(&sandbox, "SELECT count(*) FROM blobs"),
+        sandbox.count("SELECT count(*) FROM contents"),
+        sandbox.count("SELECT count(*) FROM blobs"),
     );
     assert_eq!(contents, 6);
 
@@ -143,8 +129,8 @@ fn a_prompts_file_is_submitted_followed_and_fetched_into_sessions_once() {
     assert!(run.stderr.contains("3 stored before"), "{}", run.stderr);
     assert_eq!(
         (
-            count(&sandbox, "SELECT count(*) FROM contents"),
-            count(&sandbox, "SELECT count(*) FROM blobs")
+            sandbox.count("SELECT count(*) FROM contents"),
+            sandbox.count("SELECT count(*) FROM blobs")
         ),
         (contents, blobs)
     );
@@ -351,7 +337,7 @@ fn a_bad_line_stops_the_file_before_anything_is_sent() {
     let run = batch(&sandbox, &[&file]).expect_code(1);
     assert!(run.stderr.contains("no.png"), "{}", run.stderr);
     assert_eq!(server.request_count(), 0);
-    assert_eq!(count(&sandbox, "SELECT count(*) FROM batches"), 0);
+    assert_eq!(sandbox.count("SELECT count(*) FROM batches"), 0);
     let run = batch(&sandbox, &["list"]).expect_code(0);
     assert!(run.stderr.contains("no batches yet"), "{run:?}");
 }
@@ -367,9 +353,9 @@ fn a_job_the_server_refuses_leaves_nothing_behind() {
     let run = batch(&sandbox, &[&file, "-i", &ref_png]).expect_code(1);
     assert!(run.stderr.contains("was not submitted"), "{}", run.stderr);
     assert!(run.stderr.contains("not found"), "{}", run.stderr);
-    assert_eq!(count(&sandbox, "SELECT count(*) FROM batches"), 0);
+    assert_eq!(sandbox.count("SELECT count(*) FROM batches"), 0);
     assert_eq!(
-        count(&sandbox, "SELECT count(*) FROM blobs"),
+        sandbox.count("SELECT count(*) FROM blobs"),
         0,
         "the reference image went with the job"
     );

@@ -14,16 +14,9 @@ use crate::support::fake_gemini::{FakeGemini, RecordedRequest, SignatureSize};
 
 /// Each model content's interaction id, oldest first (`None` for turns made another way).
 fn interaction_ids(sandbox: &Sandbox) -> Vec<Option<String>> {
-    let db = sandbox.open_db();
-    let mut stmt = db
-        .prepare(
-            "SELECT json_extract(meta, '$.interaction_id') FROM contents WHERE role = 'model' ORDER BY id",
-        )
-        .unwrap();
-    stmt.query_map([], |r| r.get(0))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect()
+    sandbox.query_all(
+        "SELECT json_extract(meta, '$.interaction_id') FROM contents WHERE role = 'model' ORDER BY id",
+    )
 }
 
 fn creates(server: &FakeGemini) -> Vec<RecordedRequest> {
@@ -303,14 +296,8 @@ fn uri_images_are_downloaded_and_stored_inline() {
     for (path, image) in run.stdout_lines().iter().zip(&issued) {
         assert_eq!(std::fs::read(path).unwrap(), image.bytes());
     }
-    let stored: i64 = sandbox
-        .open_db()
-        .query_row(
-            "SELECT count(*) FROM contents WHERE role = 'model' AND parts LIKE '%inlineData%'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let stored = sandbox
+        .count("SELECT count(*) FROM contents WHERE role = 'model' AND parts LIKE '%inlineData%'");
     assert_eq!(stored, 2);
     // The second turn continued the first: the stored answer needs no uri any more.
     assert_eq!(input_steps(&creates(&server)[1]), 1);

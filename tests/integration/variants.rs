@@ -14,10 +14,6 @@ use crate::engine::engine_with;
 use crate::harness::Sandbox;
 use crate::support::fake_gemini::{FakeGemini, Reply};
 
-fn count(sandbox: &Sandbox, sql: &str) -> i64 {
-    sandbox.open_db().query_row(sql, [], |r| r.get(0)).unwrap()
-}
-
 #[test]
 fn four_takes_are_in_flight_at_once_and_stored_as_signed_siblings() {
     let server = FakeGemini::start();
@@ -56,10 +52,7 @@ fn four_takes_are_in_flight_at_once_and_stored_as_signed_siblings() {
     let (w, h) = image::image_dimensions(sandbox.out().join("fox/2-sheet.jpg")).unwrap();
     assert!(w > 4 * 512 && h > 512, "{w}x{h}");
     assert_eq!(
-        count(
-            &sandbox,
-            "SELECT count(*) FROM contents WHERE role = 'user' AND depth = 2"
-        ),
+        sandbox.count("SELECT count(*) FROM contents WHERE role = 'user' AND depth = 2"),
         4
     );
     let signatures: std::collections::HashSet<String> = server
@@ -127,10 +120,7 @@ fn a_429_on_one_take_retries_that_one_only() {
     assert_eq!(server.request_count(), 4, "three takes and one retry");
     assert_eq!(run.stdout_lines().len(), 3, "{run:?}");
     assert_eq!(
-        count(
-            &sandbox,
-            "SELECT count(*) FROM contents WHERE role = 'model'"
-        ),
+        sandbox.count("SELECT count(*) FROM contents WHERE role = 'model'"),
         3
     );
 }
@@ -194,7 +184,7 @@ fn labels_send_the_stored_bytes_themselves() {
     sandbox.run(&["-s", "cat", "a cat"], "").expect_code(0);
     let issued = server.issued_images();
     let (fox2, cat1) = (issued[1].data.clone(), issued[2].data.clone());
-    let blobs_before = count(&sandbox, "SELECT count(*) FROM blobs");
+    let blobs_before = sandbox.count("SELECT count(*) FROM blobs");
     let run = sandbox
         .run(
             &["-r", "fox"],
@@ -221,7 +211,7 @@ fn labels_send_the_stored_bytes_themselves() {
     // No new blob for a referenced image: the store had it already. The turn adds its answer's image and
     // signature only.
     assert_eq!(
-        count(&sandbox, "SELECT count(*) FROM blobs"),
+        sandbox.count("SELECT count(*) FROM blobs"),
         blobs_before + 2
     );
     // A label that names nothing is refused before anything is sent.
