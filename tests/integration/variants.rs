@@ -1,18 +1,53 @@
 //! Image editing as a search: N takes at once as siblings, a pick, contact sheets, earlier images by label, and the
 //! clipboard, against the signature-checking fake server.
 
+use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use peel::engine::Cancel;
 use peel::engine::events::Recorder;
+use peel::engine::{Cancel, Event, Events};
 use peel::settings::Settings;
 use serde_json::json;
 
 use crate::engine::engine_with;
 use crate::harness::Sandbox;
 use crate::support::fake_gemini::{FakeGemini, Reply};
+
+/// A test face another thread can watch: the lines a [`Recorder`] would hold, and a wait for one.
+#[derive(Default)]
+struct Watched {
+    lines: Mutex<Vec<String>>,
+    added: Condvar,
+}
+
+impl Events for Watched {
+    fn emit(&self, event: Event<'_>) {
+        let recorder = Recorder::default();
+        recorder.emit(event);
+        self.lines.lock().unwrap().extend(recorder.lines());
+        self.added.notify_all();
+    }
+}
+
+impl Watched {
+    fn lines(&self) -> Vec<String> {
+        self.lines.lock().unwrap().clone()
+    }
+
+    /// Waits (at most 20 s) for a line that `wanted` accepts.
+    fn wait_for(&self, wanted: impl Fn(&str) -> bool) {
+        let lines = self.lines.lock().unwrap();
+        let (lines, _) = self
+            .added
+            .wait_timeout_while(lines, Duration::from_secs(20), |lines| {
+                !lines.iter().any(|l| wanted(l))
+            })
+            .unwrap();
+        assert!(lines.iter().any(|l| wanted(l)), "never came: {lines:?}");
+    }
+}
 
 #[test]
 fn four_takes_are_in_flight_at_once_and_stored_as_signed_siblings() {
@@ -153,16 +188,17 @@ fn a_take_that_fails_leaves_the_others_and_a_cancel_keeps_what_came() {
     let dir = tempfile::tempdir().unwrap();
     let mut engine = engine_with(&server, &dir, Settings::default());
     let cancel = Cancel::new();
-    let trigger = cancel.clone();
-    let watcher = std::thread::spawn(move || {
-        server.wait_for_requests(4, Duration::from_secs(20));
-        server.wait_for_replies_taken(Duration::from_secs(20));
-        std::thread::sleep(Duration::from_millis(500));
-        trigger.cancel();
+    let events = Watched::default();
+    // Ctrl-C once all four are at the server and two have answered (said by the engine, not guessed by a sleep).
+    let report = std::thread::scope(|scope| {
+        scope.spawn(|| {
+            server.wait_for_requests(4, Duration::from_secs(20));
+            server.wait_for_replies_taken(Duration::from_secs(20));
+            events.wait_for(|l| l.starts_with("status: 4 takes: 2 done"));
+            cancel.cancel();
+        });
+        engine.variants("a red fox", 4, &events, &cancel).unwrap()
     });
-    let events = Recorder::default();
-    let report = engine.variants("a red fox", 4, &events, &cancel).unwrap();
-    watcher.join().unwrap();
     assert_eq!(report.takes.len(), 2);
     assert_eq!(report.cancelled, 2);
     assert!(
