@@ -2,7 +2,7 @@
 //! or as an uploaded file, followed from later runs (status, wait), fetched into sessions or as takes of one turn,
 //! a per-request error reported on its line, a second fetch storing nothing, cancel, and Ctrl-C during a wait.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -15,17 +15,8 @@ fn write(sandbox: &Sandbox, name: &str, text: &str) -> String {
     path.display().to_string()
 }
 
-fn count(sandbox: &Sandbox, sql: &str) -> i64 {
-    sandbox.open_db().query_row(sql, [], |r| r.get(0)).unwrap()
-}
-
 fn session_names(sandbox: &Sandbox) -> Vec<String> {
-    let db = sandbox.open_db();
-    let mut stmt = db.prepare("SELECT name FROM sessions ORDER BY id").unwrap();
-    stmt.query_map([], |r| r.get(0))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect()
+    sandbox.query_all("SELECT name FROM sessions ORDER BY id")
 }
 
 fn a_png(sandbox: &Sandbox, name: &str) -> String {
@@ -122,18 +113,13 @@ fn a_prompts_file_is_submitted_followed_and_fetched_into_sessions_once() {
     assert!(paths[0].ends_with("out/red-fox-dawn/1.jpg"), "{}", paths[0]);
     assert!(run.stderr.contains("at the batch price"), "{}", run.stderr);
     // Half the standard price: a 1K image on 3 Pro is $0.134.
-    let cost: f64 = sandbox
-        .open_db()
-        .query_row(
-            "SELECT json_extract(meta, '$.cost_usd') FROM contents WHERE role = 'model' ORDER BY id LIMIT 1",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let cost: f64 = sandbox.query_one(
+        "SELECT json_extract(meta, '$.cost_usd') FROM contents WHERE role = 'model' ORDER BY id LIMIT 1",
+    );
     assert!((0.067..0.07).contains(&cost), "{cost}");
     let (contents, blobs) = (
-        count(&sandbox, "SELECT count(*) FROM contents"),
-        count(&sandbox, "SELECT count(*) FROM blobs"),
+        sandbox.count("SELECT count(*) FROM contents"),
+        sandbox.count("SELECT count(*) FROM blobs"),
     );
     assert_eq!(contents, 6);
 
@@ -143,8 +129,8 @@ fn a_prompts_file_is_submitted_followed_and_fetched_into_sessions_once() {
     assert!(run.stderr.contains("3 stored before"), "{}", run.stderr);
     assert_eq!(
         (
-            count(&sandbox, "SELECT count(*) FROM contents"),
-            count(&sandbox, "SELECT count(*) FROM blobs")
+            sandbox.count("SELECT count(*) FROM contents"),
+            sandbox.count("SELECT count(*) FROM blobs")
         ),
         (contents, blobs)
     );
@@ -291,16 +277,15 @@ fn cancel_stops_the_job_and_ctrl_c_stops_only_the_wait() {
     batch(&sandbox, &[&file]).expect_code(0);
 
     // Ctrl-C while waiting: the wait stops, the job goes on.
+    let before = server.request_count();
     let child = sandbox.spawn(&["batch", "wait", "1"], "");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !server
-        .requests()
-        .iter()
-        .any(|r| r.method == "GET" && r.path.starts_with("/v1beta/batches/"))
-    {
-        assert!(Instant::now() < deadline, "the wait never asked the server");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let asked = &server.wait_for_requests(before + 1, Duration::from_secs(20))[before];
+    assert!(
+        asked.method == "GET" && asked.path.starts_with("/v1beta/batches/"),
+        "the wait asks the server for the job first: {} {}",
+        asked.method,
+        asked.path
+    );
     std::thread::sleep(Duration::from_millis(200));
     let status = std::process::Command::new("kill")
         .args(["-INT", &child.id().to_string()])
@@ -352,7 +337,7 @@ fn a_bad_line_stops_the_file_before_anything_is_sent() {
     let run = batch(&sandbox, &[&file]).expect_code(1);
     assert!(run.stderr.contains("no.png"), "{}", run.stderr);
     assert_eq!(server.request_count(), 0);
-    assert_eq!(count(&sandbox, "SELECT count(*) FROM batches"), 0);
+    assert_eq!(sandbox.count("SELECT count(*) FROM batches"), 0);
     let run = batch(&sandbox, &["list"]).expect_code(0);
     assert!(run.stderr.contains("no batches yet"), "{run:?}");
 }
@@ -368,9 +353,9 @@ fn a_job_the_server_refuses_leaves_nothing_behind() {
     let run = batch(&sandbox, &[&file, "-i", &ref_png]).expect_code(1);
     assert!(run.stderr.contains("was not submitted"), "{}", run.stderr);
     assert!(run.stderr.contains("not found"), "{}", run.stderr);
-    assert_eq!(count(&sandbox, "SELECT count(*) FROM batches"), 0);
+    assert_eq!(sandbox.count("SELECT count(*) FROM batches"), 0);
     assert_eq!(
-        count(&sandbox, "SELECT count(*) FROM blobs"),
+        sandbox.count("SELECT count(*) FROM blobs"),
         0,
         "the reference image went with the job"
     );

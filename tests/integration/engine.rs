@@ -14,11 +14,16 @@ use crate::support::fake_gemini::{FakeGemini, Reply};
 
 const SENTENCE: &str = "Here is your image for turn 1 (1024x1024, aspect 1:1, size 1K).";
 
-fn engine(server: &FakeGemini, dir: &tempfile::TempDir) -> Engine {
+/// An engine with a test face's needs: its database and images in `dir`, talking to `server`.
+pub fn engine_with(server: &FakeGemini, dir: &tempfile::TempDir, settings: Settings) -> Engine {
     let store = Store::open(&dir.path().join("peel.db")).unwrap();
     let backend = Backend::Remote(Box::new(client(server)));
-    let mut engine =
-        Engine::new(store, backend, Settings::default(), &dir.path().join("out")).unwrap();
+    Engine::new(store, backend, settings, &dir.path().join("out")).unwrap()
+}
+
+/// A streaming engine with the default settings.
+fn engine(server: &FakeGemini, dir: &tempfile::TempDir) -> Engine {
+    let mut engine = engine_with(server, dir, Settings::default());
     engine.set_stream(true);
     engine
 }
@@ -89,13 +94,15 @@ fn a_cancelled_turn_records_nothing_and_can_be_sent_again() {
     let mut engine = engine(&server, &dir);
     let cancel = Cancel::new();
     let trigger = cancel.clone();
-    let waiter = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(300));
-        trigger.cancel();
-    });
     let events = Recorder::default();
-    let error = engine.prompt("a red fox", &events, &cancel).unwrap_err();
-    waiter.join().unwrap();
+    // Cancelled once the request is at the server (which never answers it), not after a guessed time.
+    let error = std::thread::scope(|scope| {
+        scope.spawn(|| {
+            server.wait_for_requests(1, Duration::from_secs(20));
+            trigger.cancel();
+        });
+        engine.prompt("a red fox", &events, &cancel).unwrap_err()
+    });
     assert!(error.is::<Cancelled>(), "{error:#}");
     assert_eq!(
         events.lines().len(),

@@ -96,11 +96,31 @@ impl Sandbox {
             .unwrap()
     }
 
+    /// The first column of the one row `sql` selects from the database.
+    pub fn query_one<T: rusqlite::types::FromSql>(&self, sql: &str) -> T {
+        self.open_db()
+            .query_row(sql, [], |r| r.get(0))
+            .unwrap_or_else(|err| panic!("{sql}: {err}"))
+    }
+
+    /// The first column of each row `sql` selects from the database, in order.
+    pub fn query_all<T: rusqlite::types::FromSql>(&self, sql: &str) -> Vec<T> {
+        let db = self.open_db();
+        let mut stmt = db.prepare(sql).unwrap_or_else(|err| panic!("{sql}: {err}"));
+        stmt.query_map([], |r| r.get(0))
+            .unwrap()
+            .map(|row| row.unwrap_or_else(|err| panic!("{sql}: {err}")))
+            .collect()
+    }
+
+    /// A `SELECT count(*) ...`'s count.
+    pub fn count(&self, sql: &str) -> i64 {
+        self.query_one(sql)
+    }
+
     /// How many contents (prompts and answers) the database holds.
     pub fn stored_contents(&self) -> i64 {
-        self.open_db()
-            .query_row("SELECT count(*) FROM contents", [], |r| r.get(0))
-            .unwrap()
+        self.count("SELECT count(*) FROM contents")
     }
 
     /// The key appears in none of the runs' output and in no file of the sandbox (database, images, history).
@@ -152,8 +172,9 @@ fn spawn_command(mut command: Command, stdin: &[u8]) -> Child {
     child
 }
 
-/// Waits for peel (at most a minute), reading its output as it comes so a full pipe never stalls it.
-fn wait_with_timeout(child: &mut Child) -> Output {
+/// Waits for peel (at most a minute, then kills it and panics), reading its output as it comes so a full pipe
+/// never stalls it. A pipe the caller took already is left to the caller.
+pub fn wait_with_timeout(child: &mut Child) -> Output {
     fn drain(
         pipe: Option<impl std::io::Read + Send + 'static>,
     ) -> std::thread::JoinHandle<Vec<u8>> {

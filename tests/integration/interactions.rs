@@ -95,6 +95,7 @@ async fn a_three_turn_chain_sends_only_the_new_input_each_turn() {
     let client = client(&server);
     let mut previous: Option<String> = None;
     let mut answers = Vec::new();
+    let mut ids = Vec::new();
     for prompt in ["a red fox at dawn", "make it night", "add falling snow"] {
         let interaction = client
             .create_interaction(
@@ -113,6 +114,7 @@ async fn a_three_turn_chain_sends_only_the_new_input_each_turn() {
             "the signature is kept: {content:?}"
         );
         previous = Some(interaction.id.clone());
+        ids.push(interaction.id.clone());
         answers.push(content);
     }
 
@@ -147,7 +149,16 @@ async fn a_three_turn_chain_sends_only_the_new_input_each_turn() {
         );
     }
     assert_eq!(requests[0].json().get("previous_interaction_id"), None);
-    assert!(requests[2].json()["previous_interaction_id"].is_string());
+    // Each later turn continues the one before it.
+    assert_eq!(
+        requests[1].json()["previous_interaction_id"],
+        ids[0].as_str()
+    );
+    assert_eq!(
+        requests[2].json()["previous_interaction_id"],
+        ids[1].as_str()
+    );
+    assert_ne!(ids[0], ids[1]);
     assert_eq!(server.stored_interactions().len(), 3);
 
     // The stored answers are what generateContent would have given: the thread goes on there, signatures accepted.
@@ -262,7 +273,8 @@ async fn a_lost_conversation_is_a_typed_error_and_the_whole_thread_brings_it_bac
         matches!(error, GeminiError::InteractionGone { .. }),
         "{error:?}"
     );
-    server.set_interaction_ttl(Duration::from_millis(50));
+    // A zero time to live: the interaction is past its time as soon as it is stored.
+    server.set_interaction_ttl(Duration::ZERO);
     let short = client
         .create_interaction(
             &turn("a green fox", None),
@@ -272,7 +284,6 @@ async fn a_lost_conversation_is_a_typed_error_and_the_whole_thread_brings_it_bac
         )
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await;
     let error = client
         .create_interaction(
             &turn("again", Some(&short.id)),

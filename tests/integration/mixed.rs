@@ -51,14 +51,8 @@ fn a_twenty_turn_thread_started_offline_goes_on_across_three_models() {
         .run(&["--offline", "-s", "mix"], &script(1, 2, 0))
         .expect_code(0);
     assert_eq!(server.request_count(), 0, "offline sends nothing");
-    let offline_model_parts: String = sandbox
-        .open_db()
-        .query_row(
-            "SELECT parts FROM contents WHERE role = 'model' AND depth = 3",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let offline_model_parts: String =
+        sandbox.query_one("SELECT parts FROM contents WHERE role = 'model' AND depth = 3");
 
     // Turns 3 to 20 against the server, alternating models; streamed from turn 12 on.
     let run = sandbox
@@ -114,26 +108,15 @@ fn a_twenty_turn_thread_started_offline_goes_on_across_three_models() {
     }
 
     // The stored thread was never changed: the offline turn's parts are as the stand-in gave them.
-    let stored_now: String = sandbox
-        .open_db()
-        .query_row(
-            "SELECT parts FROM contents WHERE role = 'model' AND depth = 3",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let stored_now: String =
+        sandbox.query_one("SELECT parts FROM contents WHERE role = 'model' AND depth = 3");
     assert_eq!(stored_now, offline_model_parts);
     assert!(!stored_now.contains(SKIP_SIGNATURE));
 
     // Who made each turn is recorded: the stand-in for the first two, the server's host for the others.
-    let made_by: Vec<String> = sandbox
-        .open_db()
-        .prepare("SELECT json_extract(meta, '$.made_by.backend') FROM contents WHERE role = 'model' ORDER BY depth")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
+    let made_by: Vec<String> = sandbox.query_all(
+        "SELECT json_extract(meta, '$.made_by.backend') FROM contents WHERE role = 'model' ORDER BY depth",
+    );
     assert_eq!(made_by[..2], ["offline", "offline"]);
     assert!(made_by[2..].iter().all(|b| b == "api"), "{made_by:?}");
 }

@@ -1,7 +1,7 @@
 //! peel for scripts and from the command line: where script mode stops, what `--json` says of a refusal, one-shot
 //! commands, what works without a key, and a thread's images staying in one folder wherever peel is resumed.
 
-use crate::harness::Sandbox;
+use crate::harness::{Sandbox, wait_with_timeout};
 use crate::support::fake_gemini::{FakeGemini, Reply};
 
 #[test]
@@ -34,8 +34,7 @@ fn a_script_stops_at_the_first_failed_line_and_names_it() {
     assert_eq!(server.request_count(), 2);
 
     // A line that is not UTF-8 is a failed line too, named by its number.
-    let mut command = sandbox.peel(&["-r", "fox"]);
-    command.stdin(std::process::Stdio::piped());
+    let command = sandbox.peel(&["-r", "fox"]);
     let run = sandbox.run_command_bytes(command, b"/settings\nmake it \xff\xfe dark\nmore\n");
     assert_eq!(run.code, 1, "{run:?}");
     assert!(
@@ -181,16 +180,27 @@ fn a_session_deleted_by_another_peel_is_said_so_not_saved_into() {
     let mut line = String::new();
     while !line.starts_with("session") {
         line.clear();
-        stderr.read_line(&mut line).unwrap();
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "peel ended before it opened the session (exit {:?})",
+            child.try_wait()
+        );
     }
     sandbox
         .run(&["--offline", "-s", "other"], "/delete fox --yes\n")
         .expect_code(0);
     writeln!(stdin, "/save renamed\n/branch b").unwrap();
     drop(stdin);
-    let mut rest = String::new();
-    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
-    assert_eq!(child.wait().unwrap().code(), Some(1));
+    // The rest of stderr is read on the side, so the wait below is the harness's, bounded: past it peel is
+    // killed, which ends the reading too.
+    let rest = std::thread::spawn(move || {
+        let mut rest = String::new();
+        std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+        rest
+    });
+    let status = wait_with_timeout(&mut child).status;
+    let rest = rest.join().unwrap();
+    assert_eq!(status.code(), Some(1), "{rest}");
     assert!(
         rest.contains("line 2: session fox was deleted by another peel meanwhile"),
         "{rest}"

@@ -3,29 +3,20 @@
 //! right interaction, a thread the server lost goes whole once with one notice, a thread moves between transports,
 //! and `uri` images are stored inline.
 
+use peel::engine::Cancel;
 use peel::engine::events::Recorder;
-use peel::engine::{Cancel, Engine};
-use peel::gemini::Backend;
 use peel::settings::{Settings, Transport};
-use peel::store::Store;
 use serde_json::Value;
 
+use crate::engine::engine_with;
 use crate::harness::Sandbox;
-use crate::interactions::client;
 use crate::support::fake_gemini::{FakeGemini, RecordedRequest, SignatureSize};
 
 /// Each model content's interaction id, oldest first (`None` for turns made another way).
 fn interaction_ids(sandbox: &Sandbox) -> Vec<Option<String>> {
-    let db = sandbox.open_db();
-    let mut stmt = db
-        .prepare(
-            "SELECT json_extract(meta, '$.interaction_id') FROM contents WHERE role = 'model' ORDER BY id",
-        )
-        .unwrap();
-    stmt.query_map([], |r| r.get(0))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect()
+    sandbox.query_all(
+        "SELECT json_extract(meta, '$.interaction_id') FROM contents WHERE role = 'model' ORDER BY id",
+    )
 }
 
 fn creates(server: &FakeGemini) -> Vec<RecordedRequest> {
@@ -300,17 +291,13 @@ fn uri_images_are_downloaded_and_stored_inline() {
     assert_eq!(downloads.len(), 2);
     // The files hold the server's images, and the database holds them inline, as any answer image.
     let issued = server.issued_images();
+    assert_eq!(issued.len(), 2, "one image a turn");
+    assert_eq!(run.stdout_lines().len(), 2, "one path a turn: {run:?}");
     for (path, image) in run.stdout_lines().iter().zip(&issued) {
         assert_eq!(std::fs::read(path).unwrap(), image.bytes());
     }
-    let stored: i64 = sandbox
-        .open_db()
-        .query_row(
-            "SELECT count(*) FROM contents WHERE role = 'model' AND parts LIKE '%inlineData%'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let stored = sandbox
+        .count("SELECT count(*) FROM contents WHERE role = 'model' AND parts LIKE '%inlineData%'");
     assert_eq!(stored, 2);
     // The second turn continued the first: the stored answer needs no uri any more.
     assert_eq!(input_steps(&creates(&server)[1]), 1);
@@ -323,20 +310,13 @@ fn streamed_thoughts_text_usage_and_cost_come_as_on_generate_content() {
         "Here is your fox.".into(),
     ));
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("peel.db")).unwrap();
     let settings = Settings {
         thoughts: true,
         aspect: Some("16:9".into()),
         transport: Transport::Interactions,
         ..Settings::default()
     };
-    let mut engine = Engine::new(
-        store,
-        Backend::Remote(Box::new(client(&server))),
-        settings,
-        &dir.path().join("out"),
-    )
-    .unwrap();
+    let mut engine = engine_with(&server, &dir, settings);
     engine.set_stream(true);
     let events = Recorder::default();
     let report = engine.prompt("a red fox", &events, &Cancel::new()).unwrap();

@@ -1,23 +1,52 @@
 //! Image editing as a search: N takes at once as siblings, a pick, contact sheets, earlier images by label, and the
 //! clipboard, against the signature-checking fake server.
 
+use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use peel::engine::events::Recorder;
-use peel::engine::{Cancel, Engine};
-use peel::gemini::Backend;
+use peel::engine::{Cancel, Event, Events};
 use peel::settings::Settings;
-use peel::store::Store;
 use serde_json::json;
 
+use crate::engine::engine_with;
 use crate::harness::Sandbox;
-use crate::interactions::client;
 use crate::support::fake_gemini::{FakeGemini, Reply};
 
-fn count(sandbox: &Sandbox, sql: &str) -> i64 {
-    sandbox.open_db().query_row(sql, [], |r| r.get(0)).unwrap()
+/// A test face another thread can watch: the lines a [`Recorder`] would hold, and a wait for one.
+#[derive(Default)]
+struct Watched {
+    lines: Mutex<Vec<String>>,
+    added: Condvar,
+}
+
+impl Events for Watched {
+    fn emit(&self, event: Event<'_>) {
+        let recorder = Recorder::default();
+        recorder.emit(event);
+        self.lines.lock().unwrap().extend(recorder.lines());
+        self.added.notify_all();
+    }
+}
+
+impl Watched {
+    fn lines(&self) -> Vec<String> {
+        self.lines.lock().unwrap().clone()
+    }
+
+    /// Waits (at most 20 s) for a line that `wanted` accepts.
+    fn wait_for(&self, wanted: impl Fn(&str) -> bool) {
+        let lines = self.lines.lock().unwrap();
+        let (lines, _) = self
+            .added
+            .wait_timeout_while(lines, Duration::from_secs(20), |lines| {
+                !lines.iter().any(|l| wanted(l))
+            })
+            .unwrap();
+        assert!(lines.iter().any(|l| wanted(l)), "never came: {lines:?}");
+    }
 }
 
 #[test]
@@ -58,10 +87,7 @@ fn four_takes_are_in_flight_at_once_and_stored_as_signed_siblings() {
     let (w, h) = image::image_dimensions(sandbox.out().join("fox/2-sheet.jpg")).unwrap();
     assert!(w > 4 * 512 && h > 512, "{w}x{h}");
     assert_eq!(
-        count(
-            &sandbox,
-            "SELECT count(*) FROM contents WHERE role = 'user' AND depth = 2"
-        ),
+        sandbox.count("SELECT count(*) FROM contents WHERE role = 'user' AND depth = 2"),
         4
     );
     let signatures: std::collections::HashSet<String> = server
@@ -79,12 +105,31 @@ fn four_takes_are_in_flight_at_once_and_stored_as_signed_siblings() {
     assert!(run.stderr.contains("continues from 2c"), "{}", run.stderr);
     let last = server.requests().last().unwrap().contents().to_vec();
     assert_eq!(last.len(), 5);
-    let picked = &server.responses()[..];
-    let picked_parts = picked
+    assert_eq!(last[3]["role"], "model", "the picked take's answer");
+    server
+        .responses()
         .iter()
         .find(|r| r["candidates"][0]["content"]["parts"] == last[3]["parts"])
         .expect("the picked take's parts, as the server sent them");
-    assert!(picked_parts.is_object());
+    // And the take sent is 2c: its image is the one written as 2c, which no other take has.
+    let take =
+        |letter: &str| std::fs::read(sandbox.out().join(format!("fox/2{letter}.jpg"))).unwrap();
+    let take_c = take("c");
+    for other in ["a", "b", "d"] {
+        assert!(take(other) != take_c, "2{other} and 2c are the same image");
+    }
+    let sent_image: Vec<&str> = last[3]["parts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["inlineData"]["data"].as_str())
+        .collect();
+    assert_eq!(sent_image.len(), 1, "one image in the picked take");
+    // Compared by equality only: a failure should not print megabytes of bytes.
+    assert!(
+        STANDARD.decode(sent_image[0]).unwrap() == take_c,
+        "the continued take is not 2c"
+    );
     assert!(
         run.stderr.contains("other takes: @2a @2b @2d"),
         "{}",
@@ -110,10 +155,7 @@ fn a_429_on_one_take_retries_that_one_only() {
     assert_eq!(server.request_count(), 4, "three takes and one retry");
     assert_eq!(run.stdout_lines().len(), 3, "{run:?}");
     assert_eq!(
-        count(
-            &sandbox,
-            "SELECT count(*) FROM contents WHERE role = 'model'"
-        ),
+        sandbox.count("SELECT count(*) FROM contents WHERE role = 'model'"),
         3
     );
 }
@@ -144,21 +186,19 @@ fn a_take_that_fails_leaves_the_others_and_a_cancel_keeps_what_came() {
     server.push_reply(Reply::Hang);
     server.push_reply(Reply::Hang);
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("peel.db")).unwrap();
-    let backend = Backend::Remote(Box::new(client(&server)));
-    let mut engine =
-        Engine::new(store, backend, Settings::default(), &dir.path().join("out")).unwrap();
+    let mut engine = engine_with(&server, &dir, Settings::default());
     let cancel = Cancel::new();
-    let trigger = cancel.clone();
-    let watcher = std::thread::spawn(move || {
-        server.wait_for_requests(4, Duration::from_secs(20));
-        server.wait_for_replies_taken(Duration::from_secs(20));
-        std::thread::sleep(Duration::from_millis(500));
-        trigger.cancel();
+    let events = Watched::default();
+    // Ctrl-C once all four are at the server and two have answered (said by the engine, not guessed by a sleep).
+    let report = std::thread::scope(|scope| {
+        scope.spawn(|| {
+            server.wait_for_requests(4, Duration::from_secs(20));
+            server.wait_for_replies_taken(Duration::from_secs(20));
+            events.wait_for(|l| l.starts_with("status: 4 takes: 2 done"));
+            cancel.cancel();
+        });
+        engine.variants("a red fox", 4, &events, &cancel).unwrap()
     });
-    let events = Recorder::default();
-    let report = engine.variants("a red fox", 4, &events, &cancel).unwrap();
-    watcher.join().unwrap();
     assert_eq!(report.takes.len(), 2);
     assert_eq!(report.cancelled, 2);
     assert!(
@@ -180,7 +220,7 @@ fn labels_send_the_stored_bytes_themselves() {
     sandbox.run(&["-s", "cat", "a cat"], "").expect_code(0);
     let issued = server.issued_images();
     let (fox2, cat1) = (issued[1].data.clone(), issued[2].data.clone());
-    let blobs_before = count(&sandbox, "SELECT count(*) FROM blobs");
+    let blobs_before = sandbox.count("SELECT count(*) FROM blobs");
     let run = sandbox
         .run(
             &["-r", "fox"],
@@ -207,7 +247,7 @@ fn labels_send_the_stored_bytes_themselves() {
     // No new blob for a referenced image: the store had it already. The turn adds its answer's image and
     // signature only.
     assert_eq!(
-        count(&sandbox, "SELECT count(*) FROM blobs"),
+        sandbox.count("SELECT count(*) FROM blobs"),
         blobs_before + 2
     );
     // A label that names nothing is refused before anything is sent.
@@ -234,10 +274,6 @@ fn paste_takes_the_clipboards_image_through_the_platforms_tool() {
     );
     let tool = bin.join("wl-paste");
     std::fs::write(&tool, script).unwrap();
-    std::os::unix::fs::PermissionsExt::set_mode(
-        &mut std::fs::metadata(&tool).unwrap().permissions(),
-        0o755,
-    );
     std::fs::set_permissions(&tool, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
     let mut command = sandbox.peel(&["-s", "fox"]);

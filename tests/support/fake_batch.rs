@@ -210,7 +210,7 @@ pub(super) async fn answer(
             Some(match create_batch(shared, model, body) {
                 Ok(name) => json_response(
                     200,
-                    &operation(shared, &name, &base).await.unwrap_or(Value::Null),
+                    &operation(shared, &name).await.unwrap_or(Value::Null),
                     started,
                 ),
                 Err(error) => error.into_response(None, started),
@@ -221,7 +221,7 @@ pub(super) async fn answer(
             names.sort();
             let mut operations = Vec::new();
             for name in names {
-                if let Some(op) = operation(shared, &name, &base).await {
+                if let Some(op) = operation(shared, &name).await {
                     operations.push(op);
                 }
             }
@@ -231,13 +231,13 @@ pub(super) async fn answer(
                 started,
             ))
         }
-        "GET" if rest.starts_with("batches/") => match operation(shared, rest, &base).await {
+        "GET" if rest.starts_with("batches/") => match operation(shared, rest).await {
             Some(op) => Some(json_response(200, &op, started)),
             None => not_found(rest),
         },
         "POST" if rest.starts_with("batches/") && rest.ends_with(":cancel") => {
             let name = &rest[..rest.len() - ":cancel".len()];
-            let state_now = operation(shared, name, &base).await;
+            let state_now = operation(shared, name).await;
             let Some(op) = state_now else {
                 return not_found(name);
             };
@@ -528,7 +528,7 @@ fn create_batch(shared: &Shared, model: &str, body: &Bytes) -> Result<String, Ap
 }
 
 /// The batch as an operation, with its state now; results are worked out the first time it is seen finished.
-async fn operation(shared: &Arc<Shared>, name: &str, base: &str) -> Option<Value> {
+async fn operation(shared: &Arc<Shared>, name: &str) -> Option<Value> {
     let state = &shared.more.batch;
     let delay = state.delay();
     let (phase, needs_results, model, requests) = {
@@ -631,7 +631,6 @@ async fn operation(shared: &Arc<Shared>, name: &str, base: &str) -> Option<Value
             (None, None) => Value::Null,
         };
     }
-    let _ = base;
     Some(json!({"name": name, "metadata": metadata, "done": done}))
 }
 

@@ -493,16 +493,6 @@ impl FakeGemini {
         lock(&self.shared.images).clone()
     }
 
-    /// Makes the server accept this (image data, signature) pair as if it had issued it, e.g. to
-    /// resume a session recorded against another server instance.
-    /// (For every model family.)
-    pub fn accept_signature(&self, image_data: &str, signature: &str) {
-        for family in [Family::Gemini3Pro, Family::Gemini31Flash] {
-            self.shared
-                .remember(family, SignedKind::Image, image_data, signature);
-        }
-    }
-
     fn spawn(config: Config) -> io::Result<FakeGemini> {
         // Bind here, not on the server thread, so a failure reaches the caller and the URL is
         // known before the first request. Loopback only: tests must never listen on the network.

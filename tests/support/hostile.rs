@@ -53,8 +53,6 @@ pub struct Hostile {
     url: String,
     attack: Arc<Mutex<Attack>>,
     stop: Arc<AtomicBool>,
-    /// Every request line seen (method and path).
-    pub seen: Arc<Mutex<Vec<String>>>,
 }
 
 impl Hostile {
@@ -63,26 +61,20 @@ impl Hostile {
         let url = format!("http://{}", listener.local_addr().unwrap());
         let attack = Arc::new(Mutex::new(attack));
         let stop = Arc::new(AtomicBool::new(false));
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let (a, s, log) = (attack.clone(), stop.clone(), seen.clone());
+        let (a, s) = (attack.clone(), stop.clone());
         std::thread::spawn(move || {
             for stream in listener.incoming() {
                 if s.load(Ordering::Relaxed) {
                     break;
                 }
                 let Ok(stream) = stream else { continue };
-                let (a, s, log) = (a.clone(), s.clone(), log.clone());
+                let (a, s) = (a.clone(), s.clone());
                 std::thread::spawn(move || {
-                    let _ = serve(stream, &a, &s, &log);
+                    let _ = serve(stream, &a, &s);
                 });
             }
         });
-        Hostile {
-            url,
-            attack,
-            stop,
-            seen,
-        }
+        Hostile { url, attack, stop }
     }
 
     pub fn url(&self) -> &str {
@@ -103,16 +95,10 @@ impl Drop for Hostile {
 }
 
 /// Reads one request (headers, then the body by Content-Length, discarded) and answers it with the attack.
-fn serve(
-    stream: TcpStream,
-    attack: &Mutex<Attack>,
-    stop: &AtomicBool,
-    seen: &Mutex<Vec<String>>,
-) -> std::io::Result<()> {
+fn serve(stream: TcpStream, attack: &Mutex<Attack>, stop: &AtomicBool) -> std::io::Result<()> {
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut line = String::new();
     reader.read_line(&mut line)?;
-    seen.lock().unwrap().push(line.trim().to_string());
     let mut length = 0u64;
     let mut key = String::new();
     loop {
