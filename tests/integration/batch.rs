@@ -322,15 +322,11 @@ fn a_cancelled_fetch_keeps_what_it_stored_and_the_next_one_goes_on() {
     use peel::engine::events::Recorder;
     use peel::engine::{Cancel, Cancelled, Engine};
     use peel::settings::Settings;
-    use peel::store::Store;
 
     let server = FakeGemini::start();
     server.set_batch_delay(Duration::ZERO);
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("peel.db")).unwrap();
-    let backend = peel::gemini::Backend::Remote(Box::new(client(&server)));
-    let mut engine =
-        Engine::new(store, backend, Settings::default(), &dir.path().join("out")).unwrap();
+    let mut engine = crate::engine::engine_with(&server, &dir, Settings::default());
     let file = dir.path().join("foxes.txt");
     std::fs::write(&file, "a red fox\na blue fox\na green fox\n").unwrap();
     let spec = BatchSpec {
