@@ -313,9 +313,11 @@ impl Writer<'_> {
 
     /// A content as serde writes it (`role`, `parts`, its other fields), each part written by [`Writer::part`].
     fn content(&mut self, index: usize, content: &Content) -> Result<(), String> {
+        // Its fields but the parts (written one by one below): the parts are not copied to get them.
         let Value::Object(fields) = serde_json::to_value(Content {
+            role: content.role.clone(),
             parts: Vec::new(),
-            ..content.clone()
+            extra: content.extra.clone(),
         })
         .map_err(|e| e.to_string())?
         else {
