@@ -26,8 +26,8 @@ use serde_json::{Value, json};
 
 use super::Progress;
 use super::body::{BlobSource, Body, Marks};
+use super::client::Client;
 use super::client::parse_json;
-use super::client::{Api, Client};
 use super::error::{ApiError, GeminiError};
 use super::files::{FileInfo, VERSION, int64};
 use super::interactions::client::path_segment;
@@ -287,15 +287,6 @@ pub fn inline_batch_body(
 }
 
 impl Client {
-    pub(super) fn batch_only(&self) -> Result<(), GeminiError> {
-        match self.api() {
-            Api::Gemini => Ok(()),
-            Api::Vertex { .. } | Api::VertexExpress => Err(GeminiError::Unsupported(
-                "the Batch API is offered by the Gemini API only, not by Vertex AI".into(),
-            )),
-        }
-    }
-
     fn batches_url(&self) -> String {
         format!("{}/{VERSION}/batches", self.base_url())
     }
@@ -315,7 +306,7 @@ impl Client {
         blobs: &Arc<dyn BlobSource>,
         progress: &dyn Fn(Progress<'_>),
     ) -> Result<SubmittedBatch, GeminiError> {
-        self.batch_only()?;
+        self.gemini_only("the Batch API")?;
         if batch.requests.is_empty() {
             return Err(GeminiError::Unsupported(
                 "a batch needs at least one request".into(),
@@ -363,7 +354,7 @@ impl Client {
 
     /// A batch job's state now. `name` is `batches/{id}` (or the bare id).
     pub async fn get_batch(&self, name: &str) -> Result<BatchJob, GeminiError> {
-        self.batch_only()?;
+        self.gemini_only("the Batch API")?;
         let bytes = self.get_bytes(&self.batch_url(name, "")).await?;
         BatchJob::from_value(&parse_json::<Value>(&bytes)?)
     }
@@ -374,7 +365,7 @@ impl Client {
         page_size: Option<u32>,
         page_token: Option<&str>,
     ) -> Result<BatchPage, GeminiError> {
-        self.batch_only()?;
+        self.gemini_only("the Batch API")?;
         let mut query = Vec::new();
         if let Some(size) = page_size {
             query.push(format!("pageSize={size}"));
@@ -407,7 +398,7 @@ impl Client {
 
     /// Asks the server to stop a job; requests already done keep their results.
     pub async fn cancel_batch(&self, name: &str) -> Result<(), GeminiError> {
-        self.batch_only()?;
+        self.gemini_only("the Batch API")?;
         let url = self.batch_url(name, ":cancel");
         let empty = Body::plain("{}");
         self.call_unanswered(Method::POST, &url, &HeaderMap::new(), Some(&empty))
@@ -416,7 +407,7 @@ impl Client {
 
     /// Deletes a job (its results go with it).
     pub async fn delete_batch(&self, name: &str) -> Result<(), GeminiError> {
-        self.batch_only()?;
+        self.gemini_only("the Batch API")?;
         let url = self.batch_url(name, "");
         self.call_unanswered(Method::DELETE, &url, &HeaderMap::new(), None)
             .await
@@ -442,7 +433,7 @@ impl Client {
     /// The results of a finished job, one request at a time: inline ones as listed, or the responses file read
     /// line by line as it downloads (never whole in memory).
     pub async fn batch_results(&self, job: &BatchJob) -> Result<BatchResults<'_>, GeminiError> {
-        self.batch_only()?;
+        self.gemini_only("the Batch API")?;
         match &job.output {
             None => Err(GeminiError::Malformed(format!(
                 "batch {} has no results (state {})",

@@ -33,7 +33,7 @@ impl Client {
     /// The job's state now, read as [`Client::get_batch`] reads it, except that its inline results stay on disk:
     /// [`SpooledJob::inline`] reads them one at a time.
     pub async fn get_batch_spooled(&self, name: &str) -> Result<SpooledJob, GeminiError> {
-        self.batch_only()?;
+        self.gemini_only("the Batch API")?;
         let url = self.batch_url(name, "");
         let quiet = |_: Progress<'_>| {};
         let file = self

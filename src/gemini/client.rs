@@ -439,10 +439,7 @@ impl Client {
 
     /// reqwest's errors print the URL, which may carry the key: keep only the host and the causes.
     pub(super) fn transport(&self, error: reqwest::Error) -> GeminiError {
-        let host = reqwest::Url::parse(&self.config.base_url)
-            .ok()
-            .and_then(|u| u.host_str().map(str::to_string))
-            .unwrap_or_else(|| "the server".into());
+        let host = self.host().unwrap_or_else(|| "the server".into());
         let retryable = if error.is_timeout() {
             error.is_connect()
         } else {

@@ -17,8 +17,8 @@ use serde_json::{Map, Value};
 
 use super::Progress;
 use super::body::Body;
+use super::client::Client;
 use super::client::parse_json;
-use super::client::{Api, Client};
 use super::error::GeminiError;
 use super::interactions::client::path_segment;
 use super::interactions::types::string_enum;
@@ -92,13 +92,14 @@ where
 }
 
 impl Client {
-    fn files_only(&self, what: &str) -> Result<(), GeminiError> {
-        match self.api() {
-            Api::Gemini => Ok(()),
-            Api::Vertex { .. } | Api::VertexExpress => Err(GeminiError::Unsupported(format!(
-                "{what} is offered by the Gemini API only, not by Vertex AI"
-            ))),
+    /// `what` (the Files API, the Batch API) is refused on Vertex AI, which does not offer it.
+    pub(super) fn gemini_only(&self, what: &str) -> Result<(), GeminiError> {
+        if self.is_gemini_api() {
+            return Ok(());
         }
+        Err(GeminiError::Unsupported(format!(
+            "{what} is offered by the Gemini API only, not by Vertex AI"
+        )))
     }
 
     /// Uploads `body` as a new file with the resumable protocol, in one `upload, finalize` request (the body is
@@ -111,7 +112,7 @@ impl Client {
         body: &Body,
         progress: &dyn Fn(Progress<'_>),
     ) -> Result<FileInfo, GeminiError> {
-        self.files_only("the Files API")?;
+        self.gemini_only("the Files API")?;
         self.retry_policy()
             .run(progress, || {
                 self.upload_attempt(display_name, mime_type, body, progress)
@@ -217,7 +218,7 @@ impl Client {
 
     /// Deletes a file (uploaded request files are kept 48 hours otherwise).
     pub async fn delete_file(&self, name: &str) -> Result<(), GeminiError> {
-        self.files_only("the Files API")?;
+        self.gemini_only("the Files API")?;
         let url = self.file_url(name, "");
         self.call_unanswered(Method::DELETE, &url, &HeaderMap::new(), None)
             .await
@@ -228,7 +229,7 @@ impl Client {
         &self,
         name: &str,
     ) -> Result<impl Stream<Item = Result<bytes::Bytes, GeminiError>> + '_, GeminiError> {
-        self.files_only("the Files API")?;
+        self.gemini_only("the Files API")?;
         let url = self.file_url(name, ":download?alt=media");
         let quiet = |_: Progress<'_>| {};
         let headers = HeaderMap::new();

@@ -30,16 +30,13 @@ use crate::gemini::types::{Content, InlineData, Part, UsageMetadata};
 pub fn user_input(content: &Content) -> Result<Step, GeminiError> {
     let mut blocks = Vec::with_capacity(content.parts.len());
     for part in &content.parts {
-        if let Some(text) = &part.text {
-            blocks.push(Block::text(text.clone()));
-        } else if let Some(inline) = &part.inline_data {
-            blocks.push(Block::image(inline.mime_type.clone(), inline.data.clone()));
-        } else {
-            return Err(GeminiError::Unsupported(format!(
+        let block = block_of(part).ok_or_else(|| {
+            GeminiError::Unsupported(format!(
                 "a part the Interactions API input cannot carry: {}",
                 part.extra.keys().cloned().collect::<Vec<_>>().join(", ")
-            )));
-        }
+            ))
+        })?;
+        blocks.push(block);
     }
     if blocks.is_empty() {
         return Err(GeminiError::Unsupported(
