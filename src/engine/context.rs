@@ -7,7 +7,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 
 use super::Engine;
-use super::images::{self, Attachment};
+use super::images::Attachment;
 use super::session::Session;
 use crate::gemini::body::{BlobSource, Body};
 use crate::gemini::{Content, GenerateContentRequest, models};
@@ -272,10 +272,8 @@ impl Engine {
             .rev()
             .find(|t| t.model.image_count() > 0)
             .context("there is no image yet to start from")?;
-        let content = self.stored_answer(last)?;
-        let image = images::answer_images(&content)
-            .into_iter()
-            .next()
+        let image = self
+            .first_image(last.model.id)?
             .context("the last image cannot be read back")?;
         let from = self
             .session
@@ -290,10 +288,7 @@ impl Engine {
         session.attachments = std::mem::take(&mut self.session.attachments);
         session.attachments.insert(
             0,
-            Attachment::from_bytes(
-                format!("{}@{}", from.name, last.label()),
-                image.bytes.to_vec(),
-            )?,
+            Attachment::from_bytes(format!("{}@{}", from.name, last.label()), image.to_vec())?,
         );
         self.session = session;
         Ok(Fresh {

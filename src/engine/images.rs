@@ -145,6 +145,13 @@ pub fn answer_images(content: &Content) -> Vec<AnswerImage> {
         .collect()
 }
 
+/// The first of the answer's images that decodes (the others are not decoded).
+pub fn first_answer_image(content: &Content) -> Option<AnswerImage> {
+    content
+        .answer_images()
+        .find_map(|inline| decode(inline).and_then(measure))
+}
+
 /// An answer decoded once, for the store and the image files alike: the store's form of its parts (`None` only
 /// on a serialiser fault, when the store decodes the answer itself) and its images, written from the very bytes
 /// the store keeps.

@@ -138,6 +138,13 @@ impl Engine {
         })
     }
 
+    /// The bytes of the first answer image of a stored model content.
+    pub(super) fn first_image(&self, model_id: i64) -> Result<Option<bytes::Bytes>> {
+        let row = self.store.content(model_id)?;
+        let content = self.store.content_of(&row)?;
+        Ok(images::first_answer_image(&content).map(|image| image.bytes))
+    }
+
     /// Turn `label` (`3`, `3b`) on this session's path, or the last turn with an image.
     fn pick_turn(&self, label: Option<&str>) -> Result<Turn> {
         let turns = self.turns()?;

@@ -9,7 +9,7 @@ use anyhow::{Context as _, Result, bail};
 
 use super::Engine;
 use super::branching::TurnRef;
-use super::images::{self, Attachment};
+use super::images::Attachment;
 use super::session::validate_name;
 
 /// A label naming a stored image.
@@ -93,13 +93,10 @@ impl Engine {
                     .id
             }
         };
-        let row = self.store.content(model)?;
-        let content = self.store.content_of(&row)?;
-        let image = images::answer_images(&content)
-            .into_iter()
-            .next()
+        let image = self
+            .first_image(model)?
             .with_context(|| format!("{label} is a turn without an image"))?;
-        Attachment::from_bytes(label.to_string(), image.bytes.to_vec())
+        Attachment::from_bytes(label.to_string(), image.to_vec())
     }
 
     /// Attaches the images a prompt names inline (`@2`), each once; a label that names nothing is an error before

@@ -7,7 +7,7 @@ use image::{DynamicImage, Rgb, RgbImage};
 use super::branching::TurnRef;
 use super::listing::ImageFile;
 use super::output;
-use super::{Engine, images, tree};
+use super::{Engine, tree};
 use crate::store::ImageMeta;
 
 /// The height every picture is scaled to on a sheet.
@@ -109,16 +109,6 @@ impl Engine {
             cells[1].0.replace(':', "_")
         );
         self.save_sheet(&name, &cells)
-    }
-
-    /// The bytes of the first answer image of a stored model content.
-    fn first_image(&self, model_id: i64) -> Result<Option<bytes::Bytes>> {
-        let row = self.store.content(model_id)?;
-        let content = self.store.content_of(&row)?;
-        Ok(images::answer_images(&content)
-            .into_iter()
-            .next()
-            .map(|image| image.bytes))
     }
 
     /// Composes `cells` into a sheet and writes it as `NAME.jpg` in this session's folder.
