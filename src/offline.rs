@@ -328,7 +328,7 @@ fn usage(
     thoughts: Option<u64>,
 ) -> UsageMetadata {
     let text_tokens = |s: &str| (s.chars().count() as u64).div_ceil(4);
-    let per_image = crate::gemini::models::info(model).map_or(560, |m| m.tokens_per_input_image);
+    let per_image = crate::gemini::models::tokens_per_input_image(model);
     let contents = request.contents.iter().chain(&request.system_instruction);
     let parts = contents.flat_map(|c| &c.parts).filter(|p| !p.is_thought());
     let prompt = parts.fold(0, |sum, part| match (&part.text, &part.inline_data) {

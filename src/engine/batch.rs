@@ -161,7 +161,7 @@ impl Engine {
         let shared: Vec<Part> = spec
             .references
             .iter()
-            .map(|path| Attachment::read(path).map(|a| image_part(&a)))
+            .map(|path| Attachment::read(path).map(|a| Attachment::part(&a)))
             .collect::<Result<_>>()?;
         // Every line checked before anything is paid for.
         let mut groups: Vec<(String, Vec<NewBatchRequest>)> = Vec::new();
@@ -265,7 +265,7 @@ impl Engine {
         let mut parts = vec![Part::text(line.prompt.clone())];
         parts.extend(shared.iter().cloned());
         for path in &line.references {
-            parts.push(image_part(&Attachment::read(path)?));
+            parts.push(Attachment::part(&Attachment::read(path)?));
         }
         let (max, on) = super::context::reference_limit(&settings.model);
         if parts.len() - 1 > max {
@@ -804,14 +804,6 @@ fn remote(backend: &Backend) -> Result<&Client> {
         Backend::NoKey(why) => bail!("{why}"),
         Backend::Offline => bail!("the Batch API needs the Gemini API: --offline has no batches"),
     }
-}
-
-fn image_part(attachment: &Attachment) -> Part {
-    use base64::Engine as _;
-    Part::image(
-        attachment.mime,
-        base64::engine::general_purpose::STANDARD.encode(&attachment.bytes),
-    )
 }
 
 fn stats_json(job: &BatchJob) -> Value {

@@ -32,12 +32,6 @@ pub struct Limits {
     pub max_tokens: Option<u64>,
 }
 
-/// Input tokens one image costs, re-sent or attached: the model table's figure (its sources are given there);
-/// 560, the Gemini 3 figure, for a model peel does not know.
-fn tokens_per_image(model: &str) -> u64 {
-    models::info(model).map_or(560, |m| m.tokens_per_input_image)
-}
-
 /// The models' input token limits (the model table); unknown models are not checked.
 pub fn input_token_limit(model: &str) -> Option<u64> {
     models::info(model).map(|m| m.input_token_limit)
@@ -62,7 +56,7 @@ pub fn measure(
             text_bytes += text.len() as u64;
         }
     }
-    let tokens = images as u64 * tokens_per_image(model) + text_bytes.div_ceil(4);
+    let tokens = images as u64 * models::tokens_per_input_image(model) + text_bytes.div_ceil(4);
     Ok(Measure {
         bytes: body.len(),
         tokens,

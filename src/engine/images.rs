@@ -73,6 +73,14 @@ pub struct Attachment {
 }
 
 impl Attachment {
+    /// The attachment as a request part (base64 inline data).
+    pub fn part(&self) -> crate::gemini::Part {
+        use base64::Engine as _;
+        crate::gemini::Part::image(
+            self.mime,
+            base64::engine::general_purpose::STANDARD.encode(&self.bytes),
+        )
+    }
     /// Reads and checks a file: it must exist, be readable, not be huge, and be an image by its bytes.
     pub fn read(path: &Path) -> Result<Attachment> {
         // Regular files only, opened without blocking (a FIFO would wait for a writer forever), and the size checked

@@ -4,8 +4,6 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Result, bail};
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
 
 use super::images::Attachment;
 use super::tree::Take;
@@ -152,11 +150,7 @@ impl Session {
     /// The user content for a prompt: the text, then the attached images.
     pub fn user_content(&self, prompt: &str) -> Content {
         let mut parts = vec![Part::text(prompt)];
-        parts.extend(
-            self.attachments
-                .iter()
-                .map(|a| Part::image(a.mime, STANDARD.encode(&a.bytes))),
-        );
+        parts.extend(self.attachments.iter().map(Attachment::part));
         Content::user(parts)
     }
 }

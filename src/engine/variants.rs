@@ -308,14 +308,10 @@ impl Engine {
         let node = self.resolve_turn(turn)?;
         let path = self.turns()?;
         let left = path.iter().filter(|t| t.number > node.number).count();
-        let row = self
-            .session
-            .row
-            .clone()
-            .ok_or_else(|| anyhow::anyhow!("this session has no turns yet"))?;
-        let mut redo = row.redo.clone();
-        redo.clear();
-        self.move_head(Some(node.model_id), redo)?;
+        if self.session.row.is_none() {
+            bail!("this session has no turns yet");
+        }
+        self.move_head(Some(node.model_id), Vec::new())?;
         Ok((tree::Take::label(node.take, node.number), left))
     }
 }

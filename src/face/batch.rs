@@ -205,7 +205,7 @@ impl BatchFace {
             self.out.result(&status_json(&status).to_string());
         } else {
             self.out.result(&describe(&status));
-            for request in self.engine_requests(status.row.id)? {
+            for request in self.engine.batch_requests(status.row.id)? {
                 if let Some(error) = request.error {
                     self.out.warn(&format!(
                         "line {} ({}): {}",
@@ -217,10 +217,6 @@ impl BatchFace {
             }
         }
         Ok(true)
-    }
-
-    fn engine_requests(&self, id: i64) -> Result<Vec<crate::store::batches::BatchRequestRow>> {
-        self.engine.batch_requests(id)
     }
 
     fn wait(&mut self, id: &str, fetch: bool) -> Result<bool> {

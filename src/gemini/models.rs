@@ -294,6 +294,12 @@ pub fn info(id: &str) -> Option<&'static ModelInfo> {
     MODELS.iter().find(|m| m.id == id)
 }
 
+/// Input tokens one image costs `model`, re-sent or attached: the table's figure (its sources are given there);
+/// 560, the Gemini 3 figure, for a model peel does not know.
+pub fn tokens_per_input_image(model: &str) -> u64 {
+    info(model).map_or(560, |m| m.tokens_per_input_image)
+}
+
 impl ModelInfo {
     /// The price of one output image at this size (the model's only price when it has no sizes).
     pub fn image_price(&self, size: Option<&str>) -> f64 {
