@@ -328,22 +328,40 @@ pub fn settings_from_flags(
     notices: &mut Vec<String>,
 ) -> Result<Settings> {
     let mut settings = base;
-    if let Some(model) = &cli.model {
-        let (id, notice) = models::resolve(model);
-        notices.extend(notice);
-        settings.model = id;
-    }
-    if let Some(aspect) = &cli.aspect {
-        settings.aspect =
-            Some(models::normalize_ratio(aspect).map_err(|e| usage_error(e.to_string()))?);
-    }
-    if let Some(size) = &cli.size {
-        settings.size = Some(models::normalize_size(size).map_err(|e| usage_error(e.to_string()))?);
-    }
     settings.thoughts |= cli.thoughts;
     settings.search |= cli.search;
     if let Some(transport) = cli.transport {
         settings.transport = transport;
+    }
+    image_flags(
+        settings,
+        cli.model.as_deref(),
+        cli.aspect.as_deref(),
+        cli.size.as_deref(),
+        notices,
+    )
+}
+
+/// `--model`, `--aspect` and `--size` over `settings` (a model alias resolved with a notice, a ratio or size
+/// normalised), checked together: what `peel` and `peel batch` both take.
+pub fn image_flags(
+    mut settings: Settings,
+    model: Option<&str>,
+    aspect: Option<&str>,
+    size: Option<&str>,
+    notices: &mut Vec<String>,
+) -> Result<Settings> {
+    if let Some(model) = model {
+        let (id, notice) = models::resolve(model);
+        notices.extend(notice);
+        settings.model = id;
+    }
+    if let Some(aspect) = aspect {
+        settings.aspect =
+            Some(models::normalize_ratio(aspect).map_err(|e| usage_error(e.to_string()))?);
+    }
+    if let Some(size) = size {
+        settings.size = Some(models::normalize_size(size).map_err(|e| usage_error(e.to_string()))?);
     }
     settings
         .generation_config()

@@ -17,7 +17,6 @@ use crate::config::{self, usage_error};
 use crate::engine::batch::{BatchSpec, BatchStatus, FetchSummary, Fetched, state_word};
 use crate::engine::events::{Event, Events};
 use crate::engine::{Cancel, Cancelled, Engine};
-use crate::gemini::models;
 use crate::settings::Settings;
 use crate::store::Store;
 use crate::store::batches::BatchRow;
@@ -104,7 +103,13 @@ impl BatchFace {
             }
             None => config::new_session_settings(cli, cfg, &mut notices)?,
         };
-        let settings = batch_settings(base, args, &mut notices)?;
+        let settings = config::image_flags(
+            base,
+            args.model.as_deref(),
+            args.aspect.as_deref(),
+            args.size.as_deref(),
+            &mut notices,
+        )?;
         for notice in &notices {
             self.out.note(notice);
         }
@@ -320,29 +325,6 @@ impl BatchFace {
 }
 
 /// The batch flags over the base settings, checked like the command line's.
-fn batch_settings(
-    mut settings: Settings,
-    args: &BatchArgs,
-    notices: &mut Vec<String>,
-) -> Result<Settings> {
-    if let Some(model) = &args.model {
-        let (id, notice) = models::resolve(model);
-        notices.extend(notice);
-        settings.model = id;
-    }
-    if let Some(aspect) = &args.aspect {
-        settings.aspect =
-            Some(models::normalize_ratio(aspect).map_err(|e| usage_error(e.to_string()))?);
-    }
-    if let Some(size) = &args.size {
-        settings.size = Some(models::normalize_size(size).map_err(|e| usage_error(e.to_string()))?);
-    }
-    settings
-        .generation_config()
-        .map_err(|e| usage_error(e.to_string()))?;
-    Ok(settings)
-}
-
 fn stored_column(row: &BatchRow) -> String {
     let mut text = format!("{}", row.stored);
     if row.failed > 0 {
