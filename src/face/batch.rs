@@ -441,13 +441,10 @@ fn show_fetched(out: &Out, fetched: &Fetched) {
                         "session": session,
                         "turn": turn,
                         "label": label,
-                        "images": images.iter().map(|image| json!({
-                            "path": image.path,
-                            "mime": image.meta.mime,
-                            "width": image.meta.width,
-                            "height": image.meta.height,
-                            "bytes": image.meta.bytes,
-                        })).collect::<Vec<_>>(),
+                        "images": images
+                            .iter()
+                            .map(|i| super::json::image(&i.path, &i.meta))
+                            .collect::<Vec<_>>(),
                         "finish_reason": meta.finish_reason,
                         "usage": meta.usage,
                         "cost": {"usd": meta.cost_usd, "estimated": true, "batch_price": true},

@@ -3,8 +3,19 @@
 use serde_json::{Value, json};
 
 use crate::engine::{Refused, TurnReport};
-use crate::store::SessionSummary;
+use crate::store::{ImageMeta, SessionSummary};
 use crate::text::sanitize;
+
+/// An image file written for a turn.
+pub fn image(path: &std::path::Path, meta: &ImageMeta) -> Value {
+    json!({
+        "path": path,
+        "mime": meta.mime,
+        "width": meta.width,
+        "height": meta.height,
+        "bytes": meta.bytes,
+    })
+}
 
 /// A recorded turn.
 pub fn turn(report: &TurnReport) -> Value {
@@ -13,13 +24,7 @@ pub fn turn(report: &TurnReport) -> Value {
         "session": report.session,
         "turn": report.turn,
         "label": report.label,
-        "images": report.images.iter().map(|image| json!({
-            "path": image.path,
-            "mime": image.meta.mime,
-            "width": image.meta.width,
-            "height": image.meta.height,
-            "bytes": image.meta.bytes,
-        })).collect::<Vec<_>>(),
+        "images": report.images.iter().map(|i| image(&i.path, &i.meta)).collect::<Vec<_>>(),
         "text": sanitize(&report.text),
         "finish_reason": meta.finish_reason,
         "message": Value::Null,
