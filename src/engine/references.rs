@@ -126,8 +126,9 @@ impl Engine {
         Ok(())
     }
 
-    /// The labels Tab offers after `@`: this session's turns and takes, `@last`, and `@NAME:` for the others.
-    pub fn labels(&self) -> Result<Vec<String>> {
+    /// The labels Tab offers after `@`: this session's turns and takes, `@last`, and `@NAME:` for the others
+    /// (`session_names`, as [`Engine::session_names`] gives them).
+    pub fn labels(&self, session_names: &[String]) -> Result<Vec<String>> {
         let mut labels = vec!["@last".to_string()];
         for turn in self.turns()? {
             if turn.model.image_count() > 0 {
@@ -142,7 +143,7 @@ impl Engine {
                 }
             }
         }
-        for name in self.session_names()? {
+        for name in session_names {
             if Some(name.as_str()) != self.session.row.as_ref().map(|r| r.name.as_str()) {
                 labels.push(format!("@{name}:"));
             }

@@ -53,7 +53,7 @@ pub fn run(face: &mut Face, history_file: &Path) -> Result<()> {
             let mut candidates = candidates.borrow_mut();
             candidates.model = face.engine.settings().model.clone();
             candidates.sessions = face.engine.session_names().unwrap_or_default();
-            candidates.labels = face.engine.labels().unwrap_or_default();
+            candidates.labels = face.engine.labels(&candidates.sessions).unwrap_or_default();
         }
         let prompt = format!("{}> ", sanitize(face.engine.session_name()));
         let read = editor.borrow_mut().readline(&prompt);
