@@ -9,7 +9,7 @@ use crate::text;
 use serde_json::{Value, json};
 
 use crate::gemini::models::{self, DEFAULT_MODEL, Thinking};
-use crate::gemini::types::{GenerationConfig, ImageConfig, ThinkingConfig};
+use crate::gemini::types::{GenerateContentRequest, GenerationConfig, ImageConfig, ThinkingConfig};
 
 /// Stored with each session (as JSON, so every field added later needs `#[serde(default)]` for old rows to load);
 /// `None` means "the default" (the model decides the ratio; size 1K; the model's own thinking level).
@@ -259,6 +259,16 @@ impl Settings {
             (config.include_thoughts.is_some() || config.thinking_level.is_some())
                 .then_some(config),
         )
+    }
+
+    /// A request of `contents` with these settings' generationConfig and tools.
+    pub fn request(&self, contents: Vec<Content>) -> Result<GenerateContentRequest> {
+        Ok(GenerateContentRequest {
+            contents,
+            generation_config: self.generation_config()?,
+            tools: self.tools(),
+            system_instruction: None,
+        })
     }
 
     /// The request's `tools`: Google Search when asked for, with image search where the model has it.

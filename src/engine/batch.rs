@@ -30,7 +30,7 @@ use crate::gemini::batch::{BatchJob, BatchOutput, BatchRequest, BatchResult, Bat
 use crate::gemini::body::Marks;
 use crate::gemini::outcome::{Outcome, classify};
 use crate::gemini::signatures::MadeBy;
-use crate::gemini::{Backend, Client, Content, GeminiError, GenerateContentRequest, Part};
+use crate::gemini::{Backend, Client, Content, GeminiError, Part};
 use crate::settings::Settings;
 use crate::store::batches::{
     BatchAnswer, BatchRecord, BatchRequestRow, BatchRow, NewBatch, NewBatchRequest,
@@ -317,12 +317,7 @@ impl Engine {
             marks.fill(&mut contents);
             batch.push(BatchRequest {
                 key: request.key.clone(),
-                request: GenerateContentRequest {
-                    contents,
-                    generation_config: request.settings.generation_config()?,
-                    tools: request.settings.tools(),
-                    system_instruction: None,
-                },
+                request: request.settings.request(contents)?,
             });
         }
         let progress = |p: crate::gemini::Progress<'_>| {

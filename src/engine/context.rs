@@ -37,6 +37,17 @@ pub fn input_token_limit(model: &str) -> Option<u64> {
     models::info(model).map(|m| m.input_token_limit)
 }
 
+/// The request for `user` after `thread` (the history up to where it goes) under `policy`.
+pub(super) fn request_after(
+    settings: &Settings,
+    mut thread: Vec<Content>,
+    user: &Content,
+    policy: &ContextPolicy,
+) -> Result<GenerateContentRequest> {
+    thread.push(user.clone());
+    settings.request(policy.apply(thread))
+}
+
 /// Measures a request without building its body: the large values stay where `blobs` keeps them.
 pub fn measure(
     request: &GenerateContentRequest,
@@ -167,15 +178,9 @@ impl Engine {
         parent: Option<i64>,
         policy: &ContextPolicy,
     ) -> Result<Measure> {
-        let mut contents = self.thread_for(parent, &self.session.settings.model)?;
-        contents.push(user.clone());
         let settings = &self.session.settings;
-        let request = GenerateContentRequest {
-            contents: policy.apply(contents),
-            generation_config: settings.generation_config()?,
-            tools: settings.tools(),
-            system_instruction: None,
-        };
+        let thread = self.thread_for(parent, &settings.model)?;
+        let request = request_after(settings, thread, user, policy)?;
         measure(&request, &settings.model, &self.blobs)
     }
 
@@ -183,24 +188,27 @@ impl Engine {
     /// that fits, `/fresh` when there is an image to start from, or fewer attachments when even that is too big.
     pub(super) fn advice(&self, user: &Content, parent: Option<i64>) -> Result<String> {
         let limits = self.limits();
-        let earlier = self.store.chain(parent)?.len() / 2;
-        let sent = match self.session.settings.context {
+        let settings = &self.session.settings;
+        // The thread is read once; each policy tried takes its end of it (values stay in the store).
+        let thread = self.thread_for(parent, &settings.model)?;
+        let earlier = thread.len() / 2;
+        let sent = match settings.context {
             ContextPolicy::Full => earlier,
             ContextPolicy::Last { turns } => turns.min(earlier),
         };
+        let last = |turns| {
+            let policy = ContextPolicy::Last { turns };
+            let request = request_after(settings, thread.clone(), user, &policy)?;
+            measure(&request, &settings.model, &self.blobs)
+        };
         let mut fits = None;
         for n in (1..sent).rev() {
-            let policy = ContextPolicy::Last { turns: n };
-            if self
-                .measure_with(user, parent, &policy)?
-                .over(&limits)
-                .is_none()
-            {
+            if last(n)?.over(&limits).is_none() {
                 fits = Some(n);
                 break;
             }
         }
-        let alone = self.measure_with(user, parent, &ContextPolicy::Last { turns: 0 })?;
+        let alone = last(0)?;
         let mut ways = Vec::new();
         if let Some(n) = fits {
             ways.push(format!(

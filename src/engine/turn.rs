@@ -242,16 +242,9 @@ impl Engine {
         parent: Option<i64>,
     ) -> Result<(GenerateContentRequest, context::Measure)> {
         let settings = &self.session.settings;
-        let mut contents = self.thread_for(parent, &settings.model)?;
-        contents.push(user.clone());
-        let contents = settings.context.apply(contents);
-        context::check_references(settings, &contents)?;
-        let request = GenerateContentRequest {
-            contents,
-            generation_config: settings.generation_config()?,
-            tools: settings.tools(),
-            system_instruction: None,
-        };
+        let thread = self.thread_for(parent, &settings.model)?;
+        let request = context::request_after(settings, thread, user, &settings.context)?;
+        context::check_references(settings, &request.contents)?;
         let size = context::measure(&request, &settings.model, &self.blobs)?;
         if let Some(over) = size.over(&self.limits()) {
             bail!("not sent: {over}; {}", self.advice(user, parent)?);
