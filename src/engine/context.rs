@@ -172,7 +172,7 @@ impl Engine {
     }
 
     /// The request for `user` after the history up to `parent` under `policy`, measured.
-    fn measure_with(
+    pub(super) fn measure_with(
         &self,
         user: &Content,
         parent: Option<i64>,

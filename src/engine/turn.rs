@@ -570,13 +570,26 @@ pub(super) fn cost(
     images: usize,
     usage: Option<&UsageMetadata>,
 ) -> f64 {
+    price(
+        model,
+        size,
+        images,
+        usage.and_then(|u| u.prompt_token_count),
+    )
+}
+
+/// `images` output images of `model` at `size` and `input_tokens` of input, at the table's prices (0 for a model
+/// peel does not know; input is free where the table gives no input price).
+pub(super) fn price(
+    model: &str,
+    size: Option<&str>,
+    images: usize,
+    input_tokens: Option<u64>,
+) -> f64 {
     let Some(info) = models::info(model) else {
         return 0.0;
     };
-    let input = match (
-        info.input_price_per_m,
-        usage.and_then(|u| u.prompt_token_count),
-    ) {
+    let input = match (info.input_price_per_m, input_tokens) {
         (Some(price), Some(tokens)) => price * tokens as f64 / 1e6,
         _ => 0.0,
     };

@@ -64,17 +64,23 @@ impl Engine {
     /// input tokens where they are priced.
     pub fn estimate(&self, n: usize) -> Result<Estimate> {
         let settings = &self.session.settings;
-        let Some(info) = models::info(&settings.model) else {
+        if models::info(&settings.model).is_none() {
             return Ok(Estimate {
                 each: 0.0,
                 total: 0.0,
             });
-        };
-        let tokens = self.context()?.measure.tokens;
-        let input = info
-            .input_price_per_m
-            .map_or(0.0, |price| price * tokens as f64 / 1e6);
-        let each = info.image_price(settings.size.as_deref()) + input;
+        }
+        let next = self.measure_with(
+            &self.session.user_content(""),
+            self.session.head(),
+            &settings.context,
+        )?;
+        let each = super::turn::price(
+            &settings.model,
+            settings.size.as_deref(),
+            1,
+            Some(next.tokens),
+        );
         Ok(Estimate {
             each,
             total: each * n as f64,
