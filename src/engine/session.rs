@@ -82,16 +82,18 @@ impl Session {
 
     /// Stores the session if it is not stored yet, named as asked or after `first_prompt`.
     pub fn ensure_stored(&mut self, store: &Store, first_prompt: &str) -> Result<&SessionRow> {
-        if self.row.is_none() {
-            let base = match &self.wanted_name {
-                Some(name) => name.clone(),
-                None => auto_name(first_prompt),
-            };
-            let name = store.free_name(&base)?;
-            self.row = Some(store.create_session(&name, self.new_row())?);
-        }
-        // Set just above when it was missing.
-        Ok(self.row.as_ref().expect("session row was just stored"))
+        let row = match self.row.take() {
+            Some(row) => row,
+            None => {
+                let base = match &self.wanted_name {
+                    Some(name) => name.clone(),
+                    None => auto_name(first_prompt),
+                };
+                let name = store.free_name(&base)?;
+                store.create_session(&name, self.new_row())?
+            }
+        };
+        Ok(self.row.insert(row))
     }
 
     fn new_row(&self) -> NewSession<'_> {

@@ -520,13 +520,10 @@ fn expand_home(path: &str) -> String {
 /// `/help` text: every command, or one.
 pub fn help(topic: Option<&str>) -> Result<String> {
     if let Some(topic) = topic {
-        let Some(name) = canonical(topic) else {
+        let entry = canonical(topic).and_then(|name| COMMANDS.iter().find(|(n, _, _)| *n == name));
+        let Some((_, usage, what)) = entry else {
             bail!("no command {topic}; /help lists the commands");
         };
-        let (_, usage, what) = COMMANDS
-            .iter()
-            .find(|(n, _, _)| *n == name)
-            .expect("canonical names are in COMMANDS");
         return Ok(format!("{usage}\n  {what}"));
     }
     let width = COMMANDS
