@@ -151,12 +151,7 @@ impl Body {
         image_config: &Map<String, Value>,
         source: Arc<dyn BlobSource>,
     ) -> Result<Body, String> {
-        let mut writer = Writer {
-            segments: Vec::new(),
-            pending: Vec::new(),
-            len: 0,
-            source: source.as_ref(),
-        };
+        let mut writer = Writer::new(source.as_ref());
         writer.json(b"{\"contents\":[");
         for (index, content) in request.contents.iter().enumerate() {
             if index > 0 {
@@ -266,7 +261,16 @@ struct Writer<'a> {
     source: &'a dyn BlobSource,
 }
 
-impl Writer<'_> {
+impl<'a> Writer<'a> {
+    fn new(source: &'a dyn BlobSource) -> Writer<'a> {
+        Writer {
+            segments: Vec::new(),
+            pending: Vec::new(),
+            len: 0,
+            source,
+        }
+    }
+
     fn json(&mut self, bytes: &[u8]) {
         self.pending.extend_from_slice(bytes);
     }
@@ -323,28 +327,20 @@ impl Writer<'_> {
         else {
             return Err("a content is not a JSON object".into());
         };
-        self.json(b"{");
-        for (n, (key, value)) in fields.iter().enumerate() {
-            if n > 0 {
-                self.json(b",");
+        self.object(&fields, |writer, key, value| {
+            if key != "parts" {
+                return writer.value(value);
             }
-            self.value(key)?;
-            self.json(b":");
-            if key == "parts" {
-                self.json(b"[");
-                for (j, part) in content.parts.iter().enumerate() {
-                    if j > 0 {
-                        self.json(b",");
-                    }
-                    self.part(part, &format!("part {} of content {}", j + 1, index + 1))?;
+            writer.json(b"[");
+            for (j, part) in content.parts.iter().enumerate() {
+                if j > 0 {
+                    writer.json(b",");
                 }
-                self.json(b"]");
-            } else {
-                self.value(value)?;
+                writer.part(part, &format!("part {} of content {}", j + 1, index + 1))?;
             }
-        }
-        self.json(b"}");
-        Ok(())
+            writer.json(b"]");
+            Ok(())
+        })
     }
 
     /// A part as serde writes it, with its referenced values (and only those) read from the source.
@@ -365,6 +361,41 @@ impl Writer<'_> {
                 "{place} refers to a stored signature but has no thoughtSignature"
             ));
         }
+        self.object(&fields, |writer, key, value| match (key, &part.refs) {
+            (
+                "thoughtSignature",
+                BlobRefs {
+                    signature: Some(blob),
+                    ..
+                },
+            ) => writer.blob(blob, place),
+            (
+                "inlineData",
+                BlobRefs {
+                    data: Some(blob), ..
+                },
+            ) => {
+                let Value::Object(inline) = value else {
+                    return Err(format!("{place}: inlineData is not an object"));
+                };
+                writer.object(inline, |writer, key, value| {
+                    if key == "data" {
+                        writer.blob(blob, place)
+                    } else {
+                        writer.value(value)
+                    }
+                })
+            }
+            _ => writer.value(value),
+        })
+    }
+
+    /// A JSON object of `fields` in their order, each value written by `field` (given the key and the value).
+    fn object(
+        &mut self,
+        fields: &Map<String, Value>,
+        mut field: impl FnMut(&mut Self, &str, &Value) -> Result<(), String>,
+    ) -> Result<(), String> {
         self.json(b"{");
         for (n, (key, value)) in fields.iter().enumerate() {
             if n > 0 {
@@ -372,40 +403,7 @@ impl Writer<'_> {
             }
             self.value(key)?;
             self.json(b":");
-            match (key.as_str(), &part.refs) {
-                (
-                    "thoughtSignature",
-                    BlobRefs {
-                        signature: Some(blob),
-                        ..
-                    },
-                ) => self.blob(blob, place)?,
-                (
-                    "inlineData",
-                    BlobRefs {
-                        data: Some(blob), ..
-                    },
-                ) => {
-                    let Value::Object(inline) = value else {
-                        return Err(format!("{place}: inlineData is not an object"));
-                    };
-                    self.json(b"{");
-                    for (m, (key, value)) in inline.iter().enumerate() {
-                        if m > 0 {
-                            self.json(b",");
-                        }
-                        self.value(key)?;
-                        self.json(b":");
-                        if key == "data" {
-                            self.blob(blob, place)?;
-                        } else {
-                            self.value(value)?;
-                        }
-                    }
-                    self.json(b"}");
-                }
-                _ => self.value(value)?,
-            }
+            field(self, key, value)?;
         }
         self.json(b"}");
         Ok(())
@@ -491,12 +489,7 @@ impl Body {
 
     /// A body of JSON text whose marked slots ([`Marks`]) are read from `source` as it goes out.
     pub fn marked(json: &str, marks: &Marks, source: Arc<dyn BlobSource>) -> Result<Body, String> {
-        let mut writer = Writer {
-            segments: Vec::new(),
-            pending: Vec::new(),
-            len: 0,
-            source: source.as_ref(),
-        };
+        let mut writer = Writer::new(source.as_ref());
         let opening = marks.opening();
         let mut rest = json;
         while let Some(at) = rest.find(&opening) {
