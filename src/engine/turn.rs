@@ -19,7 +19,7 @@ use crate::gemini::outcome::{Outcome, Refusal};
 use crate::gemini::types::UsageMetadata;
 use crate::gemini::{Content, GenerateContentRequest, Progress, models};
 use crate::store::journal::{self, Arrival, ArrivalSession, JournalEntry};
-use crate::store::{Decoded, Placement, Take, TurnMeta};
+use crate::store::{Decoded, Placement, SessionRow, Take, TurnMeta};
 
 /// The model refused or returned nothing usable: nothing was recorded, and the attachments were kept.
 #[derive(Debug, thiserror::Error)]
@@ -414,7 +414,6 @@ impl Engine {
         }
         let appended = recorded.appended;
         self.session.attachments.clear();
-        let settings = self.session.settings.clone();
         match recorded.placement {
             Placement::Head => {
                 if let Some(row) = self.session.row.as_mut() {
@@ -432,8 +431,7 @@ impl Engine {
                     self.session.name(),
                     recorded.session.name
                 )));
-                self.session = Session::open(recorded.session, &self.out_root);
-                self.session.settings = settings;
+                self.reopen(recorded.session);
             }
             Placement::Recreated { was, parent_kept } => {
                 events.emit(Event::Warning(&format!(
@@ -446,8 +444,7 @@ impl Engine {
                         " (without the deleted history)"
                     }
                 )));
-                self.session = Session::open(recorded.session, &self.out_root);
-                self.session.settings = settings;
+                self.reopen(recorded.session);
             }
         }
         Ok(Recorded {
@@ -455,6 +452,13 @@ impl Engine {
             turn: appended.turn,
             take: appended.take,
         })
+    }
+
+    /// Opens `row` (where another process's move put this turn) in this session's place, keeping its settings.
+    fn reopen(&mut self, row: SessionRow) {
+        let settings = std::mem::take(&mut self.session.settings);
+        self.session = Session::open(row, &self.out_root);
+        self.session.settings = settings;
     }
 
     /// Writes a recorded turn's images into the session's folder. A failure here loses nothing (the turn is in
