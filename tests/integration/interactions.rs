@@ -60,6 +60,13 @@ pub fn no_blobs() -> Arc<dyn BlobSource> {
 
 fn quiet(_: Progress<'_>) {}
 
+/// A create with no stored values to read and no progress to report.
+async fn create(client: &Client, request: &CreateInteraction) -> Result<Interaction, GeminiError> {
+    client
+        .create_interaction(request, &Marks::new(), &no_blobs(), &quiet)
+        .await
+}
+
 /// A turn: `prompt` after `previous`, asking for a 16:9 image.
 fn turn(prompt: &str, previous: Option<&str>) -> CreateInteraction {
     CreateInteraction {
@@ -97,13 +104,7 @@ async fn a_three_turn_chain_sends_only_the_new_input_each_turn() {
     let mut answers = Vec::new();
     let mut ids = Vec::new();
     for prompt in ["a red fox at dawn", "make it night", "add falling snow"] {
-        let interaction = client
-            .create_interaction(
-                &turn(prompt, previous.as_deref()),
-                &Marks::new(),
-                &no_blobs(),
-                &quiet,
-            )
+        let interaction = create(&client, &turn(prompt, previous.as_deref()))
             .await
             .unwrap();
         assert_eq!(interaction.status, InteractionStatus::Completed);
@@ -195,18 +196,9 @@ async fn a_three_turn_chain_sends_only_the_new_input_each_turn() {
 async fn a_lost_conversation_is_a_typed_error_and_the_whole_thread_brings_it_back() {
     let server = FakeGemini::start();
     let client = client(&server);
-    let first = client
-        .create_interaction(&turn("a red fox", None), &Marks::new(), &no_blobs(), &quiet)
-        .await
-        .unwrap();
+    let first = create(&client, &turn("a red fox", None)).await.unwrap();
     server.expire_interaction(&first.id);
-    let error = client
-        .create_interaction(
-            &turn("make it night", Some(&first.id)),
-            &Marks::new(),
-            &no_blobs(),
-            &quiet,
-        )
+    let error = create(&client, &turn("make it night", Some(&first.id)))
         .await
         .unwrap_err();
     match &error {
@@ -230,10 +222,7 @@ async fn a_lost_conversation_is_a_typed_error_and_the_whole_thread_brings_it_bac
     ];
     let mut whole = turn("", None);
     whole.input = interactions::thread_steps(&thread).unwrap();
-    let again = client
-        .create_interaction(&whole, &Marks::new(), &no_blobs(), &quiet)
-        .await
-        .unwrap();
+    let again = create(&client, &whole).await.unwrap();
     assert_eq!(image_count(&answer_of(&again)), 1);
 
     // The same thread with a signature altered is refused, as generateContent refuses it.
@@ -244,10 +233,7 @@ async fn a_lost_conversation_is_a_typed_error_and_the_whole_thread_brings_it_bac
         }
     }
     whole.input = interactions::thread_steps(&tampered).unwrap();
-    let refused = client
-        .create_interaction(&whole, &Marks::new(), &no_blobs(), &quiet)
-        .await
-        .unwrap_err();
+    let refused = create(&client, &whole).await.unwrap_err();
     assert!(
         matches!(&refused, GeminiError::Api(e) if e.http_status == 400 && e.message.contains("signature")),
         "{refused:?}"
@@ -256,17 +242,8 @@ async fn a_lost_conversation_is_a_typed_error_and_the_whole_thread_brings_it_bac
     // Nothing can continue from an interaction that was not stored, nor from one past its time.
     let mut unstored = turn("a blue fox", None);
     unstored.store = Some(false);
-    let unstored = client
-        .create_interaction(&unstored, &Marks::new(), &no_blobs(), &quiet)
-        .await
-        .unwrap();
-    let error = client
-        .create_interaction(
-            &turn("again", Some(&unstored.id)),
-            &Marks::new(),
-            &no_blobs(),
-            &quiet,
-        )
+    let unstored = create(&client, &unstored).await.unwrap();
+    let error = create(&client, &turn("again", Some(&unstored.id)))
         .await
         .unwrap_err();
     assert!(
@@ -275,22 +252,8 @@ async fn a_lost_conversation_is_a_typed_error_and_the_whole_thread_brings_it_bac
     );
     // A zero time to live: the interaction is past its time as soon as it is stored.
     server.set_interaction_ttl(Duration::ZERO);
-    let short = client
-        .create_interaction(
-            &turn("a green fox", None),
-            &Marks::new(),
-            &no_blobs(),
-            &quiet,
-        )
-        .await
-        .unwrap();
-    let error = client
-        .create_interaction(
-            &turn("again", Some(&short.id)),
-            &Marks::new(),
-            &no_blobs(),
-            &quiet,
-        )
+    let short = create(&client, &turn("a green fox", None)).await.unwrap();
+    let error = create(&client, &turn("again", Some(&short.id)))
         .await
         .unwrap_err();
     assert!(
@@ -367,10 +330,7 @@ async fn a_cut_stream_is_incomplete_and_an_error_event_is_retried() {
     let mut request = turn("a red fox", None);
     request.stream = Some(true);
     server.push_reply(Reply::TruncatedStream);
-    let error = client
-        .create_interaction(&request, &Marks::new(), &no_blobs(), &quiet)
-        .await
-        .unwrap_err();
+    let error = create(&client, &request).await.unwrap_err();
     assert!(matches!(error, GeminiError::Incomplete(_)), "{error:?}");
     // An overload before the answer and an internal error inside the stream are both passing.
     server.push_reply(Reply::overloaded());
@@ -395,10 +355,7 @@ async fn uri_delivery_is_fetched_within_a_size_bound() {
     let client = client(&server);
     let mut request = turn("a red fox", None);
     request.response_format.as_mut().unwrap().delivery = Some(Delivery::Uri);
-    let mut interaction = client
-        .create_interaction(&request, &Marks::new(), &no_blobs(), &quiet)
-        .await
-        .unwrap();
+    let mut interaction = create(&client, &request).await.unwrap();
     let uri = interaction
         .steps
         .iter()
@@ -447,20 +404,14 @@ async fn what_the_model_does_not_take_is_refused_like_on_generate_content() {
     let client = client(&server);
     let mut request = turn("a red fox", None);
     request.response_format.as_mut().unwrap().image_size = Some("512".into());
-    let error = client
-        .create_interaction(&request, &Marks::new(), &no_blobs(), &quiet)
-        .await
-        .unwrap_err();
+    let error = create(&client, &request).await.unwrap_err();
     assert!(
         matches!(&error, GeminiError::Api(e) if e.http_status == 400 && e.message.contains("512")),
         "{error:?}"
     );
     let mut request = turn("a red fox", None);
     request.extra.insert("previous_id".into(), "x".into());
-    let error = client
-        .create_interaction(&request, &Marks::new(), &no_blobs(), &quiet)
-        .await
-        .unwrap_err();
+    let error = create(&client, &request).await.unwrap_err();
     assert!(
         error.to_string().contains("Unknown name \"previous_id\""),
         "{error}"
