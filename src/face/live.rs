@@ -158,18 +158,24 @@ impl Events for Live<'_> {
             Event::Notice(text) => {
                 if !self.out.quiet {
                     s.end_flow();
-                    s.put_line(&self.out.dim(text));
+                    for line in super::render::wrap(text, s.width).lines() {
+                        s.put_line(&self.out.dim(line));
+                    }
                     s.draw_status();
                 }
             }
             Event::Warning(text) => {
                 s.end_flow();
-                let label = if s.color {
-                    "\x1b[1;33mwarning:\x1b[0m"
-                } else {
-                    "warning:"
-                };
-                s.put_line(&format!("{label} {text}"));
+                // Wrapped at words like everything else on screen, one row each (a restarted attempt erases them).
+                let wrapped = super::render::wrap(&format!("warning: {text}"), s.width);
+                for (n, line) in wrapped.lines().enumerate() {
+                    match line.strip_prefix("warning:") {
+                        Some(rest) if n == 0 && s.color => {
+                            s.put_line(&format!("\x1b[1;33mwarning:\x1b[0m{rest}"));
+                        }
+                        _ => s.put_line(line),
+                    }
+                }
                 s.draw_status();
             }
         }

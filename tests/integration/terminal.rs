@@ -96,6 +96,34 @@ fn a_sentence_streamed_in_tiny_pieces_reads_whole_wrapped_at_word_boundaries() {
     term.quit();
 }
 
+/// A notice during a turn (here: the thread goes whole once when it moves to the Interactions API) wraps between
+/// words like the streamed text, never mid-word.
+#[test]
+fn a_notice_during_a_turn_wraps_between_words() {
+    let server = FakeGemini::start();
+    let sandbox = Sandbox::new(&server);
+    let mut term = Terminal::start(&sandbox, &["-s", "fox", "--preview", "off"]);
+    term.expect("fox> ");
+    term.line("a red fox");
+    term.expect("out/fox/1.jpg");
+    term.expect("fox> ");
+    term.line("/transport interactions");
+    term.expect("fox> ");
+    term.line("now add a hat");
+    term.expect("out/fox/2.jpg");
+    term.expect("fox> ");
+    let screen = term.text();
+    let start = screen.find("turn 1 was not made").expect(&screen);
+    let end = screen[start..].find("what is new").expect(&screen) + start + "what is new".len();
+    let notice = &screen[start..end];
+    assert!(notice.lines().count() >= 2, "{screen}");
+    let words: Vec<&str> = notice.split_whitespace().collect();
+    for word in ["thread", "whole", "once;", "next", "turns"] {
+        assert!(words.contains(&word), "{word:?} cut: {notice}");
+    }
+    term.quit();
+}
+
 #[test]
 fn lines_typed_during_a_slow_turn_run_after_it_in_order() {
     let server = FakeGemini::start();
